@@ -1,0 +1,206 @@
+"""Compose the readable description of an image and the instruction that goes with it.
+
+Pure functions: the description is what a person reads beside a hit, so it must read as
+English. The original glued words together ("two giraffe , one tree is in the photo",
+"diaries and daily lifefamily"); these functions keep its idea and fix the grammar.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+TEMPLATE_VERSION = 1
+"""Bump when the wording below changes: stored descriptions are then re-composed and re-embedded."""
+
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+FALLBACK_TOPIC = "photo"
+
+_IRREGULAR_PLURALS = {
+    "person": "people",
+    "man": "men",
+    "woman": "women",
+    "child": "children",
+    "foot": "feet",
+    "tooth": "teeth",
+    "mouse": "mice",
+    "goose": "geese",
+    "ox": "oxen",
+    "knife": "knives",
+    "wife": "wives",
+    "leaf": "leaves",
+    "loaf": "loaves",
+    "shelf": "shelves",
+    "wolf": "wolves",
+    "scarf": "scarves",
+    "calf": "calves",
+    "half": "halves",
+    "cactus": "cacti",
+    "fungus": "fungi",
+    "louse": "lice",
+}
+_UNCHANGED_PLURALS = {
+    "sheep",
+    "deer",
+    "fish",
+    "aircraft",
+    "skis",
+    "scissors",
+    "glasses",
+    "sunglasses",
+    "jeans",
+    "shorts",
+    "trousers",
+    "pants",
+    "binoculars",
+    "headphones",
+    "goggles",
+    "luggage",
+    "furniture",
+    "clothing",
+    "food",
+    "footwear",
+    "equipment",
+    "seafood",
+    "cattle",
+    "broccoli",
+    "pasta",
+    "bread",
+    "tableware",
+    "kitchenware",
+    "jewellery",
+    "jewelry",
+    "bison",
+    "moose",
+    "salmon",
+    "shrimp",
+    "squid",
+    "swine",
+    "series",
+    "species",
+    "tennis",
+    "baseball",
+    "football",
+    "volleyball",
+    "rugby",
+    "golf",
+    "coffee",
+    "tea",
+    "wine",
+    "beer",
+    "juice",
+    "milk",
+    "water",
+    "pizza",
+    "cheese",
+    "sushi",
+    "popcorn",
+    "bacon",
+}
+_ES_ENDINGS = ("s", "x", "z", "ch", "sh")
+_O_ES_WORDS = {"tomato", "potato", "hero", "echo", "torpedo", "mango", "volcano"}
+
+
+def pluralize(noun: str) -> str:
+    """English plural of a detector's class name ("giraffe" → "giraffes", "bus" → "buses").
+
+    Multi-word names pluralise their head noun, which is the last word ("traffic light" →
+    "traffic lights", "glove" → "gloves"); names that already read as plural stay as they are.
+    """
+    words = noun.split(" ")
+    head = words[-1]
+    lower = head.lower()
+    if lower in _UNCHANGED_PLURALS or not lower.isalpha():
+        plural = head
+    elif lower in _IRREGULAR_PLURALS:
+        plural = _IRREGULAR_PLURALS[lower]
+    elif lower.endswith(_ES_ENDINGS) or lower in _O_ES_WORDS:
+        plural = head + "es"
+    elif lower.endswith("y") and len(lower) > 1 and lower[-2] not in "aeiou":
+        plural = head[:-1] + "ies"
+    else:
+        plural = head + "s"
+    return " ".join([*words[:-1], plural])
+
+
+def label_text(label: str) -> str:
+    """A model's class or topic label as words: "arts_&_culture" → "arts and culture"."""
+    text = label.replace("_&_", " and ").replace("&", " and ").replace("_", " ")
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def count_phrase(label: str, count: int) -> str:
+    """ "one giraffe", "two giraffes", … "four giraffes", then "many giraffes" as the original."""
+    noun = label_text(label)
+    if count == 1:
+        return f"one {noun}"
+    return f"{NUMBER_WORDS.get(count, 'many')} {pluralize(noun)}"
+
+
+def join_words(items: Sequence[str]) -> str:
+    """Join as a person writes a list: "a", "a and b", "a, b and c"."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def count_sentence(counts: Mapping[str, int]) -> str:
+    """The sentence of object counts, most frequent first; empty when nothing was detected."""
+    kept = [(label, n) for label, n in counts.items() if n > 0]
+    if not kept:
+        return ""
+    kept.sort(key=lambda item: (-item[1], item[0]))
+    phrases = [count_phrase(label, n) for label, n in kept]
+    verb = "is" if len(kept) == 1 and kept[0][1] == 1 else "are"
+    return f"{join_words(phrases)} {verb} in the photo."
+
+
+def clean_caption(caption: str, prompt: str = "") -> str:
+    """Drop the prompt the captioner echoes back and tidy spacing; keep the caption's words."""
+    text = caption.strip()
+    stripped_prompt = prompt.strip().lower()
+    if stripped_prompt and text.lower().startswith(stripped_prompt):
+        text = text[len(stripped_prompt) :].strip()
+    text = re.sub(r"\s+([,.!?;:])", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    return text if text[-1] in ".!?" else text + "."
+
+
+def compose_description(
+    caption: str = "",
+    counts: Mapping[str, int] | None = None,
+    notes: str = "",
+    text_in_image: str = "",
+) -> str:
+    """Description = caption + a sentence of counts + text read in the image + the user's notes.
+
+    Each part is one sentence; missing parts leave no trace (no dangling "is in the photo").
+    """
+    parts = [_sentence(caption), _sentence(count_sentence(counts or {}))]
+    if text_in_image.strip():
+        parts.append(_sentence(f'the text "{text_in_image.strip()}" is written in the photo'))
+    parts.append(_sentence(notes))
+    return " ".join(part for part in parts if part)
+
+
+def topic_labels(scores: Iterable[tuple[str, float]], threshold: float) -> list[str]:
+    """The labels that pass the threshold, best first, as the original (≥ 0.2 by default)."""
+    kept = sorted((s for s in scores if s[1] >= threshold), key=lambda s: -s[1])
+    return [label for label, _ in kept]
+
+
+def instruction(topics: Sequence[str]) -> str:
+    """The INSTRUCTOR instruction in the original's template: "Represent the … title:".
+
+    Topics are joined with commas, since labels carry their own "and" ("Represent the
+    diaries and daily life, family title:"); the original glued them ("daily lifefamily").
+    With no topic it falls back to "photo", so every text still gets an instruction.
+    """
+    words = [label_text(t) for t in topics if label_text(t)]
+    return f"Represent the {', '.join(words) if words else FALLBACK_TOPIC} title:"

@@ -1,0 +1,85 @@
+"""Where weights come from: an explicit path, then ``models/<hub id>/``, then the hub (cache).
+
+Every stage loads through :func:`resolve` and wraps its library's loading call in
+:func:`load_or_explain`, so a missing model ends in one message that names the model, the
+files it needs and the folder to put them in — not a stack trace from inside a library.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model's weights are neither on disk nor reachable; the message says what to do."""
+
+
+def resolve(model: str, models_dir: Path | str = "models") -> str:
+    """The local path for ``model`` if there is one, else ``model`` itself (a hub id).
+
+    An existing file or folder wins; then ``models_dir/<model>`` (as the original's
+    ``models/noamrot/FuseCap_Image_Captioning``); otherwise the hub id is returned for the
+    library to find in its cache or download.
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path)
+    local = Path(models_dir) / model
+    if local.exists():
+        return str(local)
+    return model
+
+
+def pick_device(device: str | None = None) -> str:
+    """The device asked for, or CUDA when present, else CPU (the original hard-coded cuda:0)."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
+def missing_model_message(
+    stage: str, model: str, files: Sequence[str], models_dir: Path | str, cause: BaseException
+) -> str:
+    folder = Path(models_dir) / model
+    hint = (
+        "the hub is switched off (HF_HUB_OFFLINE=1)"
+        if is_offline()
+        else "it is not in the local cache and the hub could not be reached"
+    )
+    return (
+        f"Cannot load the {stage} model '{model}': {hint}.\n"
+        f"  Put its files ({', '.join(files)}) in {folder}/ and run again,\n"
+        f"  or pick another model with --{stage} (a hub id or a local folder), "
+        f"or switch the stage off with --{stage} none.\n"
+        f"  ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+    )
+
+
+def load_or_explain(
+    stage: str,
+    model: str,
+    files: Sequence[str],
+    models_dir: Path | str,
+    load: Callable[[], T],
+) -> T:
+    """Run ``load``; turn 'not found / hub unreachable' into a :class:`ModelUnavailableError`."""
+    try:
+        return load()
+    except (OSError, ValueError) as exc:
+        text = str(exc).lower()
+        if isinstance(exc, ValueError) and "offline" not in text and "not found" not in text:
+            raise
+        raise ModelUnavailableError(
+            missing_model_message(stage, model, files, models_dir, exc)
+        ) from exc
