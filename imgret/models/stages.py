@@ -1,0 +1,72 @@
+"""Build the configured stages once per process.
+
+Loading a model takes seconds to minutes, so each (stage, model, settings) is built once and
+reused by the indexer, the searcher, ``imgret doctor`` and the notebooks alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from imgret.config import STAGES, Config
+from imgret.models import Captioner, Detector, Embedder, TextReader, TopicClassifier
+
+
+@dataclass
+class Stages:
+    """The loaded stages of a configuration; a stage switched off (or not asked for) is None."""
+
+    captioner: Captioner | None = None
+    detector: Detector | None = None
+    topics: TopicClassifier | None = None
+    embedder: Embedder | None = None
+    ocr: TextReader | None = None
+
+
+def load_stages(config: Config, which: Iterable[str] = STAGES) -> Stages:
+    """Load the stages named in ``which`` that the configuration switches on."""
+    wanted = set(which)
+    unknown = wanted - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
+    frozen = config.to_json()
+    return Stages(
+        **{
+            name: _load(name, frozen)
+            for name in STAGES
+            if name in wanted and getattr(config, name) is not None
+        }
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _load(stage: str, frozen_config: str):
+    config = Config.from_json(frozen_config)
+    model = getattr(config, stage)
+    if stage == "captioner":
+        from imgret.models.captioner import BlipCaptioner
+
+        return BlipCaptioner(model, config)
+    if stage == "detector":
+        from imgret.models.detector import load_detector
+
+        return load_detector(model, config)
+    if stage == "topics":
+        from imgret.models.topics import TopicModel
+
+        return TopicModel(model, config)
+    if stage == "embedder":
+        from imgret.models.embedder import InstructorEmbedder
+
+        return InstructorEmbedder(model, config)
+    from imgret.models.ocr import RapidTextReader
+
+    return RapidTextReader(model, config)
+
+
+def stage_fields(config: Config) -> dict[str, str | None]:
+    """Stage name → model, for messages and the index metadata."""
+    return {name: getattr(config, name) for name in STAGES if name in dataclasses.asdict(config)}

@@ -1,0 +1,81 @@
+"""Shared fixtures: offline environment, tiny random-weight models of the real classes, galleries.
+
+The tiny models are built once per test session and saved in the same folder layout as the
+real ones, so the real loading code runs end to end without a hub.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="imgret-yolo-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402,F401  (before ultralytics, which otherwise sets OMP_NUM_THREADS=1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMGRET_SHARED", REPO.parent / "shared"))
+COCO_SAMPLE = SHARED / "data" / "coco-sample"
+YOLOX_NANO = SHARED / "models" / "yolox-nano" / "yolox_nano.onnx"
+
+
+def needs_shared(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is not on this machine")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Folders/files of tiny random-weight models: captioner, topics, embedder, detector."""
+    from tests.tiny_detector import build_tiny_yolo
+    from tests.tiny_text_models import build_tiny_blip, build_tiny_instructor, build_tiny_topics
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        "captioner": build_tiny_blip(root / "tiny-blip"),
+        "topics": build_tiny_topics(root / "tiny-topics"),
+        "embedder": build_tiny_instructor(root / "tiny-instructor"),
+        "detector": build_tiny_yolo(root / "tiny-yolo"),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_models):
+    """A Config with every stage on a tiny model, on the CPU."""
+    from imgret.config import Config
+
+    return Config(
+        captioner=str(tiny_models["captioner"]),
+        detector=str(tiny_models["detector"]),
+        topics=str(tiny_models["topics"]),
+        embedder=str(tiny_models["embedder"]),
+        device="cpu",
+        batch_size=4,
+        caption_max_length=12,
+    )
+
+
+def coco_images(n: int | None = None) -> list[Path]:
+    images = sorted((COCO_SAMPLE / "images").glob("*.jpg"))
+    return images[:n] if n else images
+
+
+@pytest.fixture
+def small_gallery(tmp_path) -> Path:
+    """A gallery of six real photos: four COCO images and ultralytics' bus and zidane."""
+    from ultralytics.utils import ASSETS
+
+    gallery = tmp_path / "gallery"
+    (gallery / "sub").mkdir(parents=True)
+    for i, image in enumerate(coco_images(4)):
+        shutil.copy(image, gallery / ("sub" if i % 2 else "") / image.name)
+    for name in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(Path(ASSETS) / name, gallery / name)
+    return gallery
