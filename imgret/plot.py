@@ -1,0 +1,70 @@
+"""A grid of search hits: the image, its rank and score, and the description that matched.
+
+A hit list is only convincing when you can see it, so the CLI (``--plot``) and the retrieval
+notebook draw the same figure.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from imgret.search import Hit
+
+
+def plot_hits(
+    hits: Sequence[Hit],
+    path: str | Path | None = None,
+    *,
+    query: str | None = None,
+    columns: int = 5,
+    thumb_size: int = 384,
+    wrap: int = 38,
+) -> Figure:
+    """Draw ``hits`` as a grid; save it to ``path`` when given (any format matplotlib knows)."""
+    from matplotlib.figure import Figure
+
+    if not hits:
+        raise ValueError("there are no hits to plot: lower --min-score or check the query")
+    columns = max(1, min(columns, len(hits)))
+    rows = math.ceil(len(hits) / columns)
+    figure = Figure(figsize=(3.2 * columns, 4.2 * rows), layout="constrained")
+    if query:
+        figure.suptitle(f"“{query}”", fontsize=13)
+    for i, hit in enumerate(hits):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        axes.imshow(_thumbnail(Path(hit.path), thumb_size))
+        axes.set_axis_off()
+        axes.set_title(f"#{hit.rank}  score {hit.score:.3f}", fontsize=10)
+        caption = textwrap.shorten(hit.description or "", width=wrap * 4, placeholder=" …")
+        axes.text(
+            0.5,
+            -0.02,
+            "\n".join(textwrap.wrap(caption, wrap)),
+            transform=axes.transAxes,
+            ha="center",
+            va="top",
+            fontsize=7,
+        )
+    if path is not None:
+        figure.savefig(path, dpi=100)
+    return figure
+
+
+def _thumbnail(path: Path, size: int) -> Image.Image:
+    """The image as shown to a person (EXIF-rotated, RGB); a grey tile if it is gone."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+            image.thumbnail((size, size))
+            return image
+    except OSError:
+        return Image.new("RGB", (size, size), (200, 200, 200))
