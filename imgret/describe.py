@@ -114,6 +114,7 @@ def pluralize(noun: str) -> str:
         plural = head
     elif lower in _IRREGULAR_PLURALS:
         plural = _IRREGULAR_PLURALS[lower]
+        plural = plural.capitalize() if head[0].isupper() else plural
     elif lower.endswith(_ES_ENDINGS) or lower in _O_ES_WORDS:
         plural = head + "es"
     elif lower.endswith("y") and len(lower) > 1 and lower[-2] not in "aeiou":

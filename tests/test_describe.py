@@ -1,0 +1,101 @@
+"""The description and instruction a person reads beside every hit."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgret import describe
+from imgret.config import Config, key_string
+
+
+@pytest.mark.parametrize(
+    ("noun", "plural"),
+    [
+        ("giraffe", "giraffes"),
+        ("bus", "buses"),
+        ("person", "people"),
+        ("knife", "knives"),
+        ("traffic light", "traffic lights"),
+        ("teddy bear", "teddy bears"),
+        ("sheep", "sheep"),
+        ("skis", "skis"),
+        ("strawberry", "strawberries"),
+        ("toy", "toys"),
+        ("bench", "benches"),
+        ("wine glass", "wine glasses"),
+        ("Woman", "Women"),
+    ],
+)
+def test_pluralize(noun, plural):
+    assert describe.pluralize(noun) == plural
+
+
+def test_count_sentence_number_words_then_many():
+    assert describe.count_sentence({"giraffe": 2}) == "two giraffes are in the photo."
+    assert describe.count_sentence({"dog": 1}) == "one dog is in the photo."
+    assert describe.count_sentence({"car": 4}) == "four cars are in the photo."
+    assert describe.count_sentence({"car": 5}) == "many cars are in the photo."
+    assert (
+        describe.count_sentence({"tree": 1, "giraffe": 2, "person": 9})
+        == "many people, two giraffes and one tree are in the photo."
+    )
+
+
+def test_count_sentence_empty_when_nothing_detected():
+    assert describe.count_sentence({}) == ""
+    assert describe.count_sentence({"cat": 0}) == ""
+
+
+def test_label_text_makes_words():
+    assert describe.label_text("arts_&_culture") == "arts and culture"
+    assert describe.label_text("diaries_&_daily_life") == "diaries and daily life"
+    assert describe.label_text("Traffic_light") == "traffic light"
+
+
+def test_clean_caption_drops_prompt_echo_and_spaces():
+    assert (
+        describe.clean_caption("a picture of two giraffes , near a tree .", "a picture of ")
+        == "two giraffes, near a tree."
+    )
+    assert describe.clean_caption("A Picture of a cat", "a picture of ") == "a cat"
+    assert describe.clean_caption("a dog", "a picture of ") == "a dog"
+
+
+def test_compose_description_joins_sentences_without_dangling_parts():
+    text = describe.compose_description(
+        "two giraffes stand near a tree", {"giraffe": 2}, "Nairobi park, 2019"
+    )
+    assert (
+        text == "two giraffes stand near a tree. two giraffes are in the photo. Nairobi park, 2019."
+    )
+    assert describe.compose_description("a cat", {}, "") == "a cat."
+    assert describe.compose_description("", {}, "") == ""
+    assert "in the photo" not in describe.compose_description("a cat", {}, "mine")
+    with_text = describe.compose_description("a shop", {}, "", "OPEN 24 HOURS")
+    assert with_text == 'a shop. the text "OPEN 24 HOURS" is written in the photo.'
+
+
+def test_topic_labels_threshold_and_order():
+    scores = [("sports", 0.1), ("news_&_social_concern", 0.2), ("family", 0.9)]
+    assert describe.topic_labels(scores, 0.2) == ["family", "news_&_social_concern"]
+    assert describe.topic_labels(scores, 0.95) == []
+
+
+def test_instruction_template_and_fallback():
+    assert describe.instruction(["arts_&_culture"]) == "Represent the arts and culture title:"
+    assert (
+        describe.instruction(["diaries_&_daily_life", "family"])
+        == "Represent the diaries and daily life, family title:"
+    )
+    assert describe.instruction([]) == "Represent the photo title:"
+
+
+def test_config_stage_none_and_keys():
+    config = Config(captioner="none", detector="OFF", topics="", embedder="minilm")
+    assert (config.captioner, config.detector, config.topics) == (None, None, None)
+    with pytest.raises(ValueError, match="embedder"):
+        Config(embedder="none")
+    other = Config(captioner="none", detector="none", topics="none", embedder="other")
+    assert key_string(config.vision_key()) == key_string(other.vision_key())
+    assert key_string(config.text_key()) != key_string(other.text_key())
+    assert Config.from_json(config.to_json()) == config
