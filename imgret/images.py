@@ -1,0 +1,188 @@
+"""Finding, hashing and decoding the images of a gallery.
+
+Decoding is the one step that meets arbitrary files from the wild, so everything that can go
+wrong with a file (empty, truncated, not an image, a decompression bomb) ends here as a
+:class:`BadImageError` with a short reason, and the indexer skips the file instead of dying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+_HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+class BadImageError(ValueError):
+    """A file that cannot be used as an image; ``reason`` says why in a few words."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def find_images(root: Path | str) -> list[Path]:
+    """Every image file under ``root``, sorted; hidden folders and files are left out.
+
+    Only regular files count: a named pipe or socket with an image suffix would block or fail
+    the decoder. Symlinked files are followed, symlinked folders are not (no loops).
+    """
+    root = Path(root)
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in files:
+            path = Path(folder, name)
+            if (
+                not name.startswith(".")
+                and path.suffix.lower() in IMAGE_SUFFIXES
+                and path.is_file()
+            ):
+                found.append(path)
+    return sorted(found)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path | str) -> str:
+    """Content hash of a file: tells a touched file (same bytes) from a changed one."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB: transparency on white; 16-bit and float scaled, not clipped."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _HIGH_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values / 257.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(
+    data: bytes | Path | str, max_megapixels: float | None = None, name: Path | str = "<bytes>"
+) -> Image.Image:
+    """Decode bytes or a file into an upright RGB image, or raise :class:`BadImageError`.
+
+    The size is checked from the header before any pixel is decoded, so a decompression bomb
+    costs nothing. ``max_megapixels`` None or 0 leaves only Pillow's own limit.
+    """
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    if isinstance(data, bytes) and not data:
+        raise BadImageError(name, "empty file (0 bytes)")
+    try:
+        with Image.open(source) as image:
+            width, height = image.size
+            if max_megapixels and width * height > max_megapixels * 1e6:
+                raise BadImageError(
+                    name,
+                    f"{width}x{height} is {width * height / 1e6:.0f} megapixels, above the "
+                    f"limit of {max_megapixels:g} (possible decompression bomb); raise it with "
+                    "--max-image-megapixels / Config.max_image_megapixels if the image is real",
+                )
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            rgb = to_rgb(upright)
+            return rgb.copy() if rgb is image else rgb
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(name, f"refused as a possible decompression bomb ({exc})") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise BadImageError(name, "not an image Pillow can read") from exc
+    except FileNotFoundError as exc:
+        raise BadImageError(name, "file disappeared") from exc
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types on malformed files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadImageError(name, f"corrupt or truncated ({reason})") from exc
+
+
+def load_image(path: Path | str, max_megapixels: float | None = None) -> Image.Image:
+    """Open one image file as an upright RGB image, or raise :class:`BadImageError`."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+    return decode_image(path, max_megapixels, name=path)
+
+
+@dataclass
+class DecodedImage:
+    """One file read once: its stat and hash, and the image or the reason it has none."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    sha256: str
+    image: Image.Image | None = None
+    error: str | None = None
+
+
+def read_image(path: Path, max_megapixels: float | None = None) -> DecodedImage:
+    """Stat, hash and decode a file from one read of its bytes; never raises for a bad file."""
+    try:
+        stat = path.stat()
+        data = path.read_bytes()
+    except OSError as exc:
+        return DecodedImage(path, 0, 0, "", error=f"cannot read ({exc.strerror or exc})")
+    decoded = DecodedImage(path, stat.st_size, stat.st_mtime_ns, sha256_bytes(data))
+    try:
+        decoded.image = decode_image(data, max_megapixels, name=path)
+    except BadImageError as exc:
+        decoded.error = exc.reason
+    return decoded
+
+
+def decode_batches(
+    paths: Sequence[Path],
+    batch_size: int,
+    workers: int = 4,
+    max_megapixels: float | None = None,
+    ahead: int = 2,
+) -> Iterator[list[DecodedImage]]:
+    """Yield batches of decoded images, read by ``workers`` threads while the caller works.
+
+    At most ``ahead`` batches beyond the one being handed out are in flight, so memory stays
+    bounded by a few batches whatever the size of the gallery.
+    """
+    chunks = iter([list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)])
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="imgret-decode")
+
+    def submit(batch: list[Path]) -> list[Future[DecodedImage]]:
+        return [pool.submit(read_image, path, max_megapixels) for path in batch]
+
+    pending = deque(submit(batch) for batch in islice(chunks, ahead + 1))
+    try:
+        while pending:
+            yield [future.result() for future in pending.popleft()]
+            following = next(chunks, None)
+            if following is not None:
+                pending.append(submit(following))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,199 @@
+"""The SQLite index: round trips, atomic batches, formats, notes, skipped files, export, lock."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+from imgret.config import Config
+from imgret.store import (
+    DB_NAME,
+    FORMAT_VERSION,
+    EmptyIndexError,
+    ImageRow,
+    IndexBusyError,
+    IndexFormatError,
+    IndexNotFoundError,
+    Skipped,
+    Store,
+    writer_lock,
+)
+
+
+def _row(path: str, seed: int, embedder: str = "e1", dim: int = 8) -> ImageRow:
+    vector = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return ImageRow(
+        path=path,
+        size=100 + seed,
+        mtime_ns=1_700_000_000_000_000_000 + seed,
+        sha256=f"{seed:064x}",
+        width=640,
+        height=480,
+        caption=f"caption {seed}",
+        counts={"dog": seed, "cat": 1},
+        text_in_image="STOP",
+        notes="a note" if seed % 2 else "",
+        topics=[("travel", 0.9), ("arts_&_culture", 0.25)],
+        description=f"description {seed}",
+        instruction="Represent the travel title:",
+        embedder=embedder,
+        vector=vector / np.linalg.norm(vector),
+        vision_key='{"captioner": "c"}',
+        text_key='{"embedder": "e1"}',
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "index", create=True) as opened:
+        yield opened
+
+
+def test_rows_round_trip(store):
+    rows = [_row("b/2.jpg", 2), _row("a.jpg", 1)]
+    store.upsert(rows)
+    back = store.rows()
+    assert [r.path for r in back] == ["a.jpg", "b/2.jpg"]
+    for got, want in zip(back, sorted(rows, key=lambda r: r.path), strict=True):
+        np.testing.assert_array_equal(got.vector, want.vector)
+        assert got.vector.dtype == np.float32
+        got.vector = want.vector
+        assert got == want
+    assert [r.path for r in store.rows(["b/2.jpg", "missing", "a.jpg"])] == ["b/2.jpg", "a.jpg"]
+    state = store.states()["a.jpg"]
+    assert (state.size, state.sha256, state.notes) == (101, f"{1:064x}", "a note")
+
+
+def test_file_is_sqlite_in_wal_mode_and_reopens(tmp_path, store):
+    store.upsert([_row("a.jpg", 1)])
+    store.close()
+    connection = sqlite3.connect(tmp_path / "index" / DB_NAME)
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()
+    with Store.open(tmp_path / "index") as again:
+        assert again.count() == 1
+        assert again.meta()["format_version"] == FORMAT_VERSION
+
+
+def test_a_failed_batch_writes_nothing(store):
+    store.upsert([_row("kept.jpg", 1)])
+    with pytest.raises(RuntimeError, match="boom"), store.transaction():
+        store.upsert([_row("lost1.jpg", 2), _row("lost2.jpg", 3)])
+        store.delete(["kept.jpg"])
+        raise RuntimeError("boom")
+    assert [r.path for r in store.rows()] == ["kept.jpg"]
+    with pytest.raises(ValueError, match="vector"):
+        store.upsert([_row("ok.jpg", 4), ImageRow("novector.jpg", 1, 1, "", 1, 1)])
+    assert store.count() == 1
+
+
+def test_missing_index_says_to_build_one(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="imgret index"):
+        Store.open(tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_newer_format_is_refused_clearly(tmp_path, store):
+    store.set_meta(format_version=FORMAT_VERSION + 1)
+    store.close()
+    with pytest.raises(IndexFormatError, match="newer imgret"):
+        Store.open(tmp_path / "index")
+
+
+def test_foreign_files_are_refused_clearly(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / DB_NAME).write_bytes(b"not a database at all, " * 100)
+    with pytest.raises(IndexFormatError, match="not an imgret index"):
+        Store.open(tmp_path / "junk")
+    (tmp_path / "other").mkdir()
+    sqlite3.connect(tmp_path / "other" / DB_NAME).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(IndexFormatError, match="not an imgret index"):
+        Store.open(tmp_path / "other")
+
+
+def test_meta_and_config_round_trip(store):
+    config = Config(captioner=None, embedder="minilm", batch_size=3)
+    store.set_meta(gallery="/photos", config=json.loads(config.to_json()), dimension=384)
+    assert store.config() == config
+    assert str(store.gallery) == "/photos"
+    assert store.meta()["dimension"] == 384
+
+
+def test_notes_are_kept_apart_from_rows(store):
+    store.upsert([_row("a.jpg", 1)])
+    store.set_notes({"a.jpg": "  Nairobi park  ", "later.jpg": "not indexed yet"})
+    store.delete(["a.jpg"])
+    assert store.notes() == {"a.jpg": "Nairobi park", "later.jpg": "not indexed yet"}
+    store.set_notes({"a.jpg": ""})
+    assert store.notes() == {"later.jpg": "not indexed yet"}
+
+
+def test_skipped_files_are_remembered_until_indexed(store):
+    store.upsert([_row("a.jpg", 1)])
+    store.mark_skipped([Skipped("a.jpg", 5, 6, "corrupt"), Skipped("b.jpg", 7, 8, "empty")])
+    assert store.count() == 0
+    assert store.skipped()["b.jpg"] == Skipped("b.jpg", 7, 8, "empty")
+    store.upsert([_row("b.jpg", 2)])
+    assert set(store.skipped()) == {"a.jpg"}
+    store.forget_skipped(["a.jpg"])
+    assert store.skipped() == {}
+
+
+def test_vectors_of_one_embedder(store):
+    store.upsert([_row("a.jpg", 1), _row("c.jpg", 3), _row("b.jpg", 2, embedder="e2", dim=4)])
+    paths, matrix = store.vectors("e1")
+    assert paths == ["a.jpg", "c.jpg"]
+    assert matrix.shape == (2, 8) and matrix.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, rtol=1e-6)
+    assert store.vectors("e3")[0] == []
+    with pytest.raises(IndexFormatError, match="imgret index"):
+        store.vectors()
+
+
+def test_export_writes_plain_arrays(tmp_path, store):
+    config = Config(captioner=None, detector=None, topics=None, embedder="e1")
+    store.set_meta(gallery=str(tmp_path / "photos"), config=json.loads(config.to_json()))
+    with pytest.raises(EmptyIndexError, match="imgret index"):
+        store.export(tmp_path / "out")
+    rows = [_row("z.jpg", 1), _row("sub/a.jpg", 2), _row("old.jpg", 3, embedder="e0")]
+    store.upsert(rows)
+    written = store.export(tmp_path / "out")
+    matrix = np.load(written[0], allow_pickle=False)
+    paths = json.loads(written[1].read_text())
+    assert [p.name for p in written] == ["feature_matrix.npy", "paths.json"]
+    assert paths == [(tmp_path / "photos" / p).as_posix() for p in ("sub/a.jpg", "z.jpg")]
+    np.testing.assert_array_equal(matrix, np.stack([rows[1].vector, rows[0].vector]))
+
+
+def test_info_summarises(store):
+    config = Config(captioner=None, detector=None, topics=None, embedder="e1")
+    store.set_meta(gallery="/g", config=json.loads(config.to_json()), dimension=8)
+    store.upsert([_row("a.jpg", 1), _row("b.jpg", 2, embedder="e0")])
+    store.set_notes({"a.jpg": "x"})
+    info = store.info()
+    assert (info.images, info.embedded, info.notes, info.dimension) == (2, 1, 1, 8)
+    assert "1 searchable" in info.summary() and "/g" in info.summary()
+
+
+def test_writer_lock_is_exclusive(tmp_path):
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with writer_lock(tmp_path / "index"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    with pytest.raises(IndexBusyError, match="--wait SECONDS"), writer_lock(tmp_path / "index"):
+        pass
+    threading.Timer(0.3, release.set).start()
+    with writer_lock(tmp_path / "index", wait=10):
+        assert release.is_set()
+    holder.join()
