@@ -1,0 +1,142 @@
+"""The detector stage: how many objects of each class an image shows.
+
+Two back ends behind one interface: Ultralytics YOLO weights (``.pt``, the original's
+``yolov8m-oiv7.pt`` by default, or any Ultralytics detection model) and ONNX exports of YOLOX
+or Ultralytics YOLO run on onnxruntime (:mod:`imgret.models.onnx_detector`). The choice is
+made from the file, so ``--detector`` takes either.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from PIL import Image
+
+from imgret.config import Config
+from imgret.models import Detector
+from imgret.models.loading import ModelUnavailableError, pick_device, resolve
+
+BOX_TASKS = ("detect", "segment")
+"""Ultralytics tasks whose results carry axis-aligned boxes to count."""
+
+
+def load_detector(model: str, config: Config) -> Detector:
+    """An :class:`OnnxDetector` for an .onnx file (or a folder holding one), else Ultralytics.
+
+    The model is looked up as a path, then in ``config.models_dir``; a missing file ends in a
+    :class:`ModelUnavailableError` that says where to put it.
+    """
+    from imgret.models.onnx_detector import OnnxDetector, find_onnx
+
+    path = Path(resolve(model, config.models_dir))
+    onnx = find_onnx(path) if path.exists() else None
+    if onnx is not None:
+        return OnnxDetector(model, config, path=onnx)
+    if path.is_dir():
+        weights = sorted(p for p in path.iterdir() if p.suffix.lower() == ".pt")
+        if len(weights) != 1:
+            raise ModelUnavailableError(
+                f"The detector folder {path} should hold one .onnx or one .pt file; "
+                f"it holds {', '.join(sorted(p.name for p in path.iterdir())) or 'nothing'}."
+            )
+        path = weights[0]
+    return UltralyticsDetector(model, config, path=path)
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(name, "0").lower() in {"1", "true", "yes"}
+        for name in ("YOLO_OFFLINE", "HF_HUB_OFFLINE")
+    )
+
+
+def _missing_weights(model: str, config: Config, cause: BaseException | None = None) -> str:
+    name = Path(model).name
+    folder = Path(model).parent if Path(model).parent != Path(".") else config.models_dir
+    reason = "offline mode is on" if _offline() else "it could not be downloaded"
+    detail = f"\n  ({type(cause).__name__}: {cause})" if cause else ""
+    return (
+        f"Cannot load the detector model '{model}': the file is not on disk and {reason}.\n"
+        f"  Put {name} in {folder}/ (or pass its path with --detector), "
+        f"pick another model with --detector (a .pt file, an .onnx file or a folder holding "
+        f"one), or switch the stage off with --detector none.{detail}"
+    )
+
+
+def _weights_path(model: str, config: Config, path: Path) -> str:
+    """Where Ultralytics should load from; fails fast instead of a download it cannot make.
+
+    Ultralytics downloads a missing official checkpoint by name and retries for a long time
+    when the network is unreachable, so without a local file and with offline mode on it is
+    never asked. Online, a bare name downloads into ``models_dir``, where the next run finds it.
+    """
+    if path.exists() or path.suffix.lower() in {".yaml", ".yml"}:
+        return str(path)
+    from ultralytics.utils import ONLINE, SETTINGS
+
+    cached = Path(SETTINGS["weights_dir"]) / model
+    if cached.exists():
+        return str(cached)
+    if _offline() or not ONLINE:
+        raise ModelUnavailableError(_missing_weights(model, config))
+    return str(path if path.parent != Path(".") else config.models_dir / path.name)
+
+
+def _half_precision() -> dict[str, object]:
+    """fp16 in the spelling this Ultralytics takes (``half`` became ``quantize=16`` in 8.4)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return {"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True}
+
+
+class UltralyticsDetector:
+    """Ultralytics YOLO detection weights behind the :class:`Detector` interface."""
+
+    def __init__(self, model: str, config: Config, path: Path | None = None) -> None:
+        import torch  # noqa: F401  (before ultralytics, which otherwise sets OMP_NUM_THREADS=1)
+        from ultralytics import YOLO
+
+        self.model_id = model
+        weights = _weights_path(model, config, path or Path(resolve(model, config.models_dir)))
+        try:
+            self.model = YOLO(weights)
+        except (FileNotFoundError, ConnectionError) as exc:
+            raise ModelUnavailableError(_missing_weights(model, config, exc)) from exc
+        if self.model.task not in BOX_TASKS:
+            raise ValueError(
+                f"{model} is an Ultralytics '{self.model.task}' model; the detector stage "
+                "needs a detection model (e.g. yolov8m-oiv7.pt or yolov8n.pt)"
+            )
+        weights_file = Path(weights)
+        if weights_file.suffix.lower() == ".pt" and weights_file.is_file():
+            from imgret.models.onnx_detector import file_digest
+
+            self.revision: str | None = file_digest(weights_file)
+        else:
+            self.revision = None
+        self.device = pick_device(config.device)
+        self.confidence = config.detector_confidence
+        self.iou = config.detector_iou
+        self.names: dict[int, str] = self.model.names
+        self.precision = _half_precision() if self.device.startswith("cuda") else {}
+
+    def detect(self, images: list[Image.Image]) -> list[dict[str, int]]:
+        """Per image, how many boxes of each class pass the confidence threshold after NMS."""
+        if not images:
+            return []
+        results = self.model.predict(
+            [image.convert("RGB") for image in images],
+            conf=self.confidence,
+            iou=self.iou,
+            device=self.device,
+            **self.precision,
+            batch=len(images),
+            verbose=False,
+        )
+        counts = []
+        for result in results:
+            labels = Counter(self.names[int(c)] for c in result.boxes.cls.tolist())
+            counts.append(dict(sorted(labels.items())))
+        return counts
