@@ -91,7 +91,8 @@ def test_the_model_itself_echoes_the_prompt(captioner, tiny_config):
         images=images()[:2], text=[tiny_config.caption_prompt] * 2, return_tensors="pt"
     )
     raw = captioner.processor.batch_decode(
-        captioner.model.generate(**inputs, num_beams=3, max_length=12), skip_special_tokens=True
+        captioner.model.generate(**inputs, num_beams=3, max_length=tiny_config.caption_max_length),
+        skip_special_tokens=True,
     )
     assert all(text.startswith(tiny_config.caption_prompt.strip()) for text in raw)
 
