@@ -38,6 +38,8 @@ class Config:
     topics: str | None = DEFAULT_TOPICS
     embedder: str = DEFAULT_EMBEDDER
     ocr: str | None = None
+    embedder_instruction: bool | None = None
+    """Whether the embedder takes INSTRUCTOR instructions; None decides from its name."""
 
     device: str | None = None
     """``cuda``, ``cuda:1``, ``cpu``…; None picks CUDA when there is one."""
@@ -90,6 +92,7 @@ class Config:
             "topics": self.topics,
             "topic_threshold": self.topic_threshold if self.topics else None,
             "embedder": self.embedder,
+            "embedder_instruction": self.embedder_instruction,
             "template": TEMPLATE_VERSION,
         }
 

@@ -9,7 +9,6 @@ from transformers import BlipForConditionalGeneration, BlipProcessor
 from imgret.config import Config
 from imgret.describe import clean_caption
 from imgret.models import loading
-from imgret.models.embedder import hub_revision
 
 FILES = (
     "config.json",
@@ -38,7 +37,7 @@ class BlipCaptioner:
         self.processor, self.model = loading.load_or_explain(
             "captioner", model, FILES, config.models_dir, lambda: self._load(location)
         )
-        self.revision = hub_revision(location)
+        self.revision = loading.hub_revision(location)
 
     def _load(self, location: str) -> tuple[BlipProcessor, BlipForConditionalGeneration]:
         processor = BlipProcessor.from_pretrained(location)

