@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,6 +87,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _pillow_open(source: io.BytesIO | Path | str) -> Image.Image:
+    """Pillow's own ``Image.open``, even after ultralytics has wrapped it.
+
+    ultralytics replaces ``PIL.Image.open`` with a wrapper that, on any file Pillow cannot
+    identify, installs and imports the pi-heif package (pip, when YOLO_AUTOINSTALL is on);
+    a gallery's stray text file must not trigger that.
+    """
+    opener = Image.open
+    if opener.__module__ != Image.__name__:
+        opener = getattr(sys.modules.get(opener.__module__), "_image_open", opener)
+    return opener(source)
+
+
 def decode_image(
     data: bytes | Path | str, max_megapixels: float | None = None, name: Path | str = "<bytes>"
 ) -> Image.Image:
@@ -98,7 +112,7 @@ def decode_image(
     if isinstance(data, bytes) and not data:
         raise BadImageError(name, "empty file (0 bytes)")
     try:
-        with Image.open(source) as image:
+        with _pillow_open(source) as image:
             width, height = image.size
             if max_megapixels and width * height > max_megapixels * 1e6:
                 raise BadImageError(
@@ -115,7 +129,7 @@ def decode_image(
         raise
     except Image.DecompressionBombError as exc:
         raise BadImageError(name, f"refused as a possible decompression bomb ({exc})") from exc
-    except Image.UnidentifiedImageError as exc:
+    except (Image.UnidentifiedImageError, ImportError) as exc:
         raise BadImageError(name, "not an image Pillow can read") from exc
     except FileNotFoundError as exc:
         raise BadImageError(name, "file disappeared") from exc

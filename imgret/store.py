@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,10 @@ class IndexBusyError(StoreError):
 
 
 class EmptyIndexError(StoreError):
+    pass
+
+
+class GalleryMismatchError(StoreError):
     pass
 
 
@@ -166,6 +170,11 @@ class IndexInfo:
     updated: float | None
     file_bytes: int
 
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["index_dir"] = str(self.index_dir)
+        return data
+
     def summary(self) -> str:
         def when(stamp: float | None) -> str:
             return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
@@ -220,13 +229,21 @@ class Store:
         self.index_dir = Path(index_dir)
         self._db = connection
 
+    @staticmethod
+    def exists(index_dir: Path | str) -> bool:
+        return db_path(index_dir).is_file()
+
     @classmethod
-    def open(cls, index_dir: Path | str, *, create: bool = False) -> Store:
-        """Open the index in ``index_dir``; ``create`` makes an empty one where there is none."""
+    def open(cls, index_dir: Path | str, *, create: bool = False, readonly: bool = False) -> Store:
+        """Open the index in ``index_dir``.
+
+        ``create`` makes an empty one where there is none; ``readonly`` refuses any write
+        through this connection (search, info, export), while WAL keeps a writer unblocked.
+        """
         index_dir = Path(index_dir)
         path = db_path(index_dir)
         if not path.exists():
-            if not create:
+            if not create or readonly:
                 raise IndexNotFoundError(
                     f"no imgret index in {index_dir}; "
                     f"run `imgret index GALLERY --index {index_dir}` first"
@@ -236,7 +253,9 @@ class Store:
         connection.row_factory = sqlite3.Row
         store = cls(index_dir, connection)
         try:
-            store._prepare(create)
+            store._prepare(create and not readonly)
+            if readonly:
+                connection.execute("PRAGMA query_only = ON")
         except BaseException:
             connection.close()
             raise
@@ -326,10 +345,15 @@ class Store:
         root = self.meta().get("gallery")
         return Path(root) if root else None
 
+    def config_json(self) -> str | None:
+        """The stored configuration as :meth:`Config.to_json` text, None before the first build."""
+        stored = self.meta().get("config")
+        return json.dumps(stored, sort_keys=True) if stored else None
+
     def config(self) -> Config | None:
         """The configuration of the last build, so search uses the same embedder and topics."""
-        stored = self.meta().get("config")
-        return Config.from_json(json.dumps(stored)) if stored else None
+        text = self.config_json()
+        return Config.from_json(text) if text else None
 
     # images -----------------------------------------------------------------------------
 

@@ -159,3 +159,12 @@ def test_decode_batches_reads_only_a_bounded_number_ahead(tmp_path, monkeypatch)
     assert len(started) <= 2 * (2 + 1)  # the batch handed out and two ahead
     assert sum(len(b) for b in batches) == 38
     assert len(started) == 40
+
+
+def test_ultralytics_pillow_patch_does_not_leak_into_decoding(tmp_path):
+    import ultralytics.utils.patches  # noqa: F401  (wraps PIL.Image.open to fetch pi-heif)
+
+    text = tmp_path / "text.jpg"
+    text.write_text("not a picture")
+    with pytest.raises(BadImageError, match="not an image"):
+        load_image(text)
