@@ -1,0 +1,196 @@
+"""Text query → images ranked by cosine similarity, each hit with the description behind it.
+
+The query gets its instruction from the topic classifier exactly as descriptions did, and is
+embedded by the same embedder the index was built with (the configuration stored in the
+index), so query and image vectors live in the same space. Search only reads the index and
+never takes the writer lock.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgret.config import Config
+from imgret.indexer import TEXT_STAGES, topics_and_instructions
+from imgret.models.stages import Stages, load_stages
+from imgret.store import EmptyIndexError, Store
+
+QUERY_CHUNK = 256
+"""Queries scored against the matrix at a time, which bounds the score matrix's memory."""
+
+
+@dataclass
+class Hit:
+    """One ranked image; ``score`` is the cosine similarity to the query."""
+
+    rank: int
+    score: float
+    path: Path
+    relpath: str
+    description: str
+    caption: str
+    counts: dict[str, int]
+    topics: list[tuple[str, float]]
+    notes: str
+    instruction: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["topics"] = [list(t) for t in self.topics]
+        return data
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best scores, best first; ties keep index order."""
+    if k < len(scores):
+        chosen = np.argpartition(-scores, k - 1)[:k]
+    else:
+        chosen = np.arange(len(scores))
+    return chosen[np.lexsort((chosen, -scores[chosen]))]
+
+
+class Searcher:
+    """An index loaded for searching: its vectors in one float32 matrix, models loaded once.
+
+    ``config`` defaults to the configuration stored in the index; ``device`` overrides
+    its device (the index may have been built on another machine).
+    """
+
+    def __init__(
+        self,
+        index_dir: Path | str = "tmp/index",
+        config: Config | None = None,
+        *,
+        device: str | None = None,
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        with Store.open(self.index_dir, readonly=True) as store:
+            stored = store.config()
+            self.config = config or stored
+            self.gallery = store.gallery
+            if self.config is None or self.gallery is None:
+                raise EmptyIndexError(self._empty_message())
+            if device is not None:
+                self.config = Config.from_json(self.config.to_json(), device=device)
+            self.relpaths, self.matrix = store.vectors(self.config.embedder)
+            total = store.count()
+        if not self.relpaths:
+            raise EmptyIndexError(self._empty_message(total))
+        if len(self.relpaths) < total:
+            warnings.warn(
+                f"{total - len(self.relpaths)} of {total} indexed images are not embedded with "
+                f"{self.config.embedder} and are left out; run `imgret index` to finish",
+                stacklevel=2,
+            )
+        self._stages: Stages | None = None
+
+    def _empty_message(self, total: int = 0) -> str:
+        if total:
+            return (
+                f"none of the {total} images in the index {self.index_dir} is embedded with "
+                f"{self.config.embedder}; run `imgret index GALLERY --index {self.index_dir} "
+                f"--embedder {self.config.embedder}` or search with the index's own settings"
+            )
+        return (
+            f"the index in {self.index_dir} holds no images; "
+            f"run `imgret index GALLERY --index {self.index_dir}` first"
+        )
+
+    @property
+    def stages(self) -> Stages:
+        if self._stages is None:
+            self._stages = load_stages(self.config, which=TEXT_STAGES)
+        return self._stages
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def embed_queries(self, queries: list[str]) -> tuple[list[str], np.ndarray]:
+        """(instructions, float32 [n, d] vectors) for queries, one batch through each model."""
+        if any(not q.strip() for q in queries):
+            raise ValueError("a query is empty; describe what to look for in words")
+        instructions = [
+            instruction
+            for _, instruction in topics_and_instructions(queries, self.stages, self.config)
+        ]
+        vectors = self.stages.embedder.embed(list(zip(instructions, queries, strict=True)))
+        if vectors.shape[1] != self.matrix.shape[1]:
+            raise ValueError(
+                f"the embedder gives {vectors.shape[1]}-d vectors but the index holds "
+                f"{self.matrix.shape[1]}-d ones; search with the index's own embedder"
+            )
+        return instructions, vectors
+
+    def search(self, query: str, k: int = 10, min_score: float | None = None) -> list[Hit]:
+        """The ``k`` images closest to ``query``, best first; ``min_score`` drops weaker hits."""
+        return self.search_many([query], k, min_score)[0]
+
+    def search_many(
+        self, queries: list[str], k: int = 10, min_score: float | None = None
+    ) -> list[list[Hit]]:
+        """Hits for many queries at once (one batch through the topic model and embedder)."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1 (got {k})")
+        if not queries:
+            return []
+        _, vectors = self.embed_queries(list(queries))
+        ranked: list[list[tuple[int, float]]] = []
+        for start in range(0, len(vectors), QUERY_CHUNK):
+            scores = vectors[start : start + QUERY_CHUNK] @ self.matrix.T
+            for row in scores:
+                best = top_k(row, k)
+                ranked.append(
+                    [
+                        (int(i), float(row[i]))
+                        for i in best
+                        if min_score is None or row[i] >= min_score
+                    ]
+                )
+        return self._hits(ranked)
+
+    def _hits(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
+        wanted = {self.relpaths[i] for hits in ranked for i, _ in hits}
+        with Store.open(self.index_dir, readonly=True) as store:
+            rows = {row.path: row for row in store.rows(sorted(wanted))}
+        results = []
+        for hits in ranked:
+            results.append(
+                [
+                    _hit(rank, score, rows[self.relpaths[i]], self.gallery)
+                    for rank, (i, score) in enumerate(hits, start=1)
+                    if self.relpaths[i] in rows
+                ]
+            )
+        return results
+
+
+def _hit(rank: int, score: float, row, gallery: Path) -> Hit:
+    return Hit(
+        rank=rank,
+        score=score,
+        path=gallery / row.path,
+        relpath=row.path,
+        description=row.description,
+        caption=row.caption,
+        counts=row.counts,
+        topics=row.topics,
+        notes=row.notes,
+        instruction=row.instruction,
+    )
+
+
+def search(
+    index_dir: Path | str,
+    query: str,
+    k: int = 10,
+    min_score: float | None = None,
+    config: Config | None = None,
+) -> list[Hit]:
+    """One-off search; load a :class:`Searcher` once to run many queries."""
+    return Searcher(index_dir, config).search(query, k, min_score)

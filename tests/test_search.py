@@ -1,0 +1,109 @@
+"""Ranking: top-k selection, the Searcher on a built index, empty and missing indexes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from imgret.config import Config
+from imgret.indexer import build_index
+from imgret.search import Searcher, search, top_k
+from imgret.store import EmptyIndexError, IndexNotFoundError, Store
+from tests.conftest import COCO_SAMPLE, coco_images, needs_shared
+
+
+@pytest.mark.parametrize("k", [1, 3, 7, 8, 50])
+def test_top_k_matches_a_full_sort(k):
+    scores = np.random.default_rng(k).normal(size=8).astype(np.float32)
+    scores[5] = scores[2]  # a tie keeps index order
+    expected = sorted(range(8), key=lambda i: (-scores[i], i))[:k]
+    assert top_k(scores, k).tolist() == expected
+
+
+@pytest.fixture(scope="module")
+def index(tiny_models, tmp_path_factory):
+    """An index of eight COCO photos with the tiny captioner, topics and embedder."""
+    gallery = tmp_path_factory.mktemp("gallery")
+    for image in coco_images(8):
+        shutil.copy(image, gallery / image.name)
+    config = Config(
+        captioner=str(tiny_models["captioner"]),
+        detector=None,
+        topics=str(tiny_models["topics"]),
+        embedder=str(tiny_models["embedder"]),
+        device="cpu",
+        batch_size=4,
+        caption_max_length=12,
+    )
+    index = tmp_path_factory.mktemp("index")
+    build_index(gallery, index, config, progress=False)
+    return index
+
+
+@needs_shared(COCO_SAMPLE)
+def test_a_description_finds_its_own_image(index):
+    searcher = Searcher(index)
+    with Store.open(index) as store:
+        rows = store.rows()
+        assert searcher.config == store.config()
+    instructions, _ = searcher.embed_queries([r.description for r in rows])
+    assert instructions == [r.instruction for r in rows]
+    results = searcher.search_many([r.description for r in rows], k=2)
+    for row, hits in zip(rows, results, strict=True):
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert row.path in {h.relpath for h in hits if h.score > 0.9999}
+        own = next(h for h in hits if h.relpath == row.path)
+        assert (own.caption, own.description, own.topics) == (
+            row.caption,
+            row.description,
+            row.topics,
+        )
+        assert own.path == searcher.gallery / row.path and own.path.is_file()
+
+
+@needs_shared(COCO_SAMPLE)
+def test_scores_are_cosines_ranked_best_first(index):
+    searcher = Searcher(index)
+    _, query = searcher.embed_queries(["two dogs playing in the snow"])
+    hits = searcher.search("two dogs playing in the snow", k=100)
+    assert len(hits) == len(searcher) == 8
+    assert [h.rank for h in hits] == list(range(1, 9))
+    by_path = dict(zip(searcher.relpaths, searcher.matrix @ query[0], strict=True))
+    for hit in hits:
+        assert hit.score == pytest.approx(float(by_path[hit.relpath]), abs=1e-6)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert [h.relpath for h in searcher.search("two dogs playing in the snow", k=3)] == [
+        h.relpath for h in hits[:3]
+    ]
+    cut = hits[3].score
+    assert [h.relpath for h in searcher.search("two dogs playing in the snow", 8, cut)] == [
+        h.relpath for h in hits if h.score >= cut
+    ]
+    assert json.loads(json.dumps([h.to_dict() for h in hits]))[0]["relpath"] == hits[0].relpath
+    one_off = search(index, "two dogs playing in the snow", k=2)
+    assert [h.relpath for h in one_off] == [h.relpath for h in hits[:2]]
+
+
+@needs_shared(COCO_SAMPLE)
+def test_bad_arguments_say_what_is_wrong(index):
+    searcher = Searcher(index)
+    with pytest.raises(ValueError, match="at least 1"):
+        searcher.search("a dog", k=0)
+    with pytest.raises(ValueError, match="empty"):
+        searcher.search("  ")
+    assert searcher.search_many([], k=3) == []
+
+
+def test_empty_or_missing_index_says_to_index_first(tiny_models, tmp_path):
+    with pytest.raises(IndexNotFoundError, match="imgret index"):
+        Searcher(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    config = Config(
+        captioner=None, detector=None, topics=None, embedder=str(tiny_models["embedder"])
+    )
+    build_index(tmp_path / "empty", tmp_path / "index", config, progress=False)
+    with pytest.raises(EmptyIndexError, match="imgret index"):
+        Searcher(tmp_path / "index")
