@@ -24,7 +24,8 @@ def resolve(model: str, models_dir: Path | str = "models") -> str:
 
     An existing file or folder wins; then ``models_dir/<model>`` (as the original's
     ``models/noamrot/FuseCap_Image_Captioning``); otherwise the hub id is returned for the
-    library to find in its cache or download.
+    library to find in its cache or download. A name that can only be a path (absolute,
+    ``./``, ``~``) and does not exist is an error here, before a library calls it a bad hub id.
     """
     path = Path(model).expanduser()
     if path.exists():
@@ -32,6 +33,11 @@ def resolve(model: str, models_dir: Path | str = "models") -> str:
     local = Path(models_dir) / model
     if local.exists():
         return str(local)
+    if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
+        raise ModelUnavailableError(
+            f"The model '{model}' looks like a path, but there is no such file or folder.\n"
+            f"  Check the path, or give a hub id (organisation/name)."
+        )
     return model
 
 

@@ -1,0 +1,219 @@
+"""``imgret …``: index a folder, add notes, search, inspect, export, check models, evaluate.
+
+The CLI only parses arguments and prints; everything it does is a library call, so the
+notebooks and scripts get the same behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_INDEX = Path("tmp/index")
+STAGE_HELP = "a hub id, a local folder/file, or 'none' to switch the stage off"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from imgret.models.loading import ModelUnavailableError
+
+    try:
+        return args.handler(args) or 0
+    except ModelUnavailableError as exc:
+        print(f"imgret: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:
+        print(f"imgret: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "imgret: interrupted; what was committed is kept, run again to go on", file=sys.stderr
+        )
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imgret", description="Find images by describing them in words."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="describe, embed and store every image of a folder")
+    index.add_argument("gallery", type=Path, help="folder of images (searched recursively)")
+    _index_option(index)
+    _model_options(index)
+    index.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another imgret writing the same index (default: stop at once)",
+    )
+    index.add_argument("--quiet", action="store_true", help="no progress bar")
+    index.set_defaults(handler=_cmd_index)
+
+    search = commands.add_parser("search", help="rank the indexed images for a text query")
+    search.add_argument("query", help='what to look for, e.g. "a bus in the street"')
+    search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
+    _index_option(search)
+    search.add_argument("--min-score", type=float, default=None, help="drop hits scoring lower")
+    search.add_argument("--json", action="store_true", help="print the hits as JSON")
+    search.add_argument("--plot", type=Path, metavar="FILE.png", help="save a grid of the hits")
+    search.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    search.set_defaults(handler=_cmd_search)
+
+    note = commands.add_parser("note", help="set your own notes for an image (or many from CSV)")
+    note.add_argument("image", nargs="?", type=Path, help="the image (path in the gallery)")
+    note.add_argument("text", nargs="?", help="the notes; an empty string removes them")
+    note.add_argument("--csv", type=Path, help="import many notes: a CSV with columns path,text")
+    _index_option(note)
+    note.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    note.set_defaults(handler=_cmd_note)
+
+    info = commands.add_parser("info", help="what is in an index")
+    _index_option(info)
+    info.add_argument("--json", action="store_true", help="print as JSON")
+    info.set_defaults(handler=_cmd_info)
+
+    export = commands.add_parser(
+        "export", help="write feature_matrix.npy and paths.json (plain arrays)"
+    )
+    _index_option(export)
+    export.add_argument("--out", type=Path, default=None, help="folder (default: the index's)")
+    export.set_defaults(handler=_cmd_export)
+
+    doctor = commands.add_parser("doctor", help="load each model and run it on one image")
+    doctor.add_argument("image", nargs="?", type=Path, help="default: ultralytics' bus photo")
+    _model_options(doctor)
+    doctor.set_defaults(handler=_cmd_doctor)
+    return parser
+
+
+def _index_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index", type=Path, default=DEFAULT_INDEX, help=f"index folder (default {DEFAULT_INDEX})"
+    )
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    from imgret.profiles import PROFILES
+
+    group = parser.add_argument_group("models (defaults: the original framework's, or the index's)")
+    group.add_argument("--profile", choices=sorted(PROFILES), help="a preset of stage models")
+    for stage in ("captioner", "detector", "topics", "embedder", "ocr"):
+        group.add_argument(f"--{stage}", help=STAGE_HELP)
+    group.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    group.add_argument("--models-dir", type=Path, help="local model folders (default models/)")
+    group.add_argument("--batch-size", type=int, help="images per batch")
+
+
+def config_from_args(args: argparse.Namespace, stored: str | None = None):
+    """Stored config of the index (if any) ← profile ← explicit options, later winning."""
+    from imgret.config import Config
+    from imgret.profiles import PROFILES
+
+    base = json.loads(stored) if stored else {}
+    if getattr(args, "profile", None):
+        base.update(PROFILES[args.profile])
+    for name in ("captioner", "detector", "topics", "embedder", "ocr", "device", "batch_size"):
+        value = getattr(args, name, None)
+        if value is not None:
+            base[name] = value
+    if getattr(args, "models_dir", None) is not None:
+        base["models_dir"] = str(args.models_dir)
+    return Config.from_json(json.dumps(base))
+
+
+def _stored_config(index: Path) -> str | None:
+    from imgret.store import Store
+
+    if not Store.exists(index):
+        return None
+    with Store.open(index, readonly=True) as store:
+        return store.config_json()
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from imgret.indexer import build_index
+
+    config = config_from_args(args, _stored_config(args.index))
+    report = build_index(args.gallery, args.index, config, progress=not args.quiet, wait=args.wait)
+    print(report.summary())
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from imgret.search import Searcher
+
+    if args.k < 1:
+        raise ValueError("-k must be at least 1")
+    searcher = Searcher(args.index, device=args.device)
+    hits = searcher.search(args.query, k=args.k, min_score=args.min_score)
+    if args.json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
+    else:
+        if not hits:
+            print("no hits" + (" above --min-score" if args.min_score is not None else ""))
+        for hit in hits:
+            print(f"{hit.rank:>3}  {hit.score:.3f}  {hit.relpath}\n       {hit.description}")
+    if args.plot and hits:
+        from imgret.plot import plot_hits
+
+        plot_hits(hits, args.plot, query=args.query)
+        print(f"saved a grid of the hits to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _cmd_note(args: argparse.Namespace) -> int:
+    from imgret.notes import read_notes_csv, set_notes
+
+    if args.csv:
+        notes = read_notes_csv(args.csv)
+    elif args.image is not None and args.text is not None:
+        notes = {str(args.image): args.text}
+    else:
+        raise ValueError('give an image and its text (imgret note IMAGE "text") or --csv FILE')
+    count = set_notes(args.index, notes, device=args.device)
+    print(f"saved notes for {len(notes)} image(s); re-embedded {count}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from imgret.store import Store
+
+    with Store.open(args.index, readonly=True) as store:
+        info = store.info()
+    print(json.dumps(info.to_dict(), indent=2, default=str) if args.json else info.summary())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from imgret.store import Store
+
+    with Store.open(args.index, readonly=True) as store:
+        written = store.export(args.out or args.index)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from imgret.doctor import run_doctor
+
+    image = args.image
+    if image is None:
+        from ultralytics.utils import ASSETS
+
+        image = Path(ASSETS) / "bus.jpg"
+    report = run_doctor(image, config_from_args(args))
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
