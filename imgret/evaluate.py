@@ -10,6 +10,10 @@ independent of the gallery's order and of the sort algorithm, keeps ranks whole 
 R@K stays the plain fraction of queries with rank ≤ K, and cannot be gamed: a model that
 gives every image the same vector ranks every target last instead of first. The figures are
 therefore a lower bound on what a search that breaks ties by luck would show.
+
+"At least as high" allows a tolerance of 1e-6: the same text embedded in two batches can come
+out a few float32 steps apart (padding changes the arithmetic), and that noise must not decide
+whether two images with the same description tie.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 RECALL_KS = (1, 5, 10, 20)
+TIE_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,14 @@ class Metrics:
         return asdict(self)
 
 
-def target_ranks(similarity: np.ndarray, targets: Sequence[int] | np.ndarray) -> np.ndarray:
+def target_ranks(
+    similarity: np.ndarray,
+    targets: Sequence[int] | np.ndarray,
+    tolerance: float = TIE_TOLERANCE,
+) -> np.ndarray:
     """1-based rank of each query's target image in its row of ``similarity`` [queries × gallery].
 
-    A tie counts against the target (see the module's docstring).
+    A tie (a score within ``tolerance`` of the target's) counts against the target.
     """
     sim = np.asarray(similarity)
     idx = np.asarray(targets, dtype=np.int64)
@@ -54,7 +63,7 @@ def target_ranks(similarity: np.ndarray, targets: Sequence[int] | np.ndarray) ->
     if np.isnan(sim).any():
         raise ValueError("the similarity matrix holds NaN: the embedder produced invalid vectors")
     target_scores = sim[np.arange(sim.shape[0]), idx]
-    return (sim >= target_scores[:, None]).sum(axis=1).astype(np.int64)
+    return (sim >= target_scores[:, None] - tolerance).sum(axis=1).astype(np.int64)
 
 
 def ranks_from_vectors(

@@ -189,7 +189,7 @@ def evaluate_dataset(
     with them. ``instructions`` "both" runs each row with and without topic instructions
     (without: every text gets the fallback instruction); it needs ``config.topics``.
     ``limit`` keeps the first images of the split, for a quick look. The index of the
-    dataset's images lives in ``work_dir`` (default ``tmp/eval/<dataset>-<split>-<hash>``),
+    dataset's images lives in ``work_dir`` (default ``tmp/eval/<dataset>-<hash>``),
     so the next evaluation of the same images skips the vision models.
     """
     started = time.perf_counter()
@@ -342,9 +342,9 @@ def gallery_plan(n_images: int, sizes: Sequence[int]) -> tuple[list[int], list[s
 
 
 def default_work_dir(dataset: CaptionedDataset) -> Path:
-    """``tmp/eval/<dataset>-<split>-<hash of the image folder>``: one cache per image set."""
+    """``tmp/eval/<dataset>-<hash of the image folder>``: one cache for every split of it."""
     digest = hashlib.sha1(str(dataset.image_root.resolve()).encode()).hexdigest()[:8]
-    return Path("tmp") / "eval" / f"{dataset.name}-{dataset.split or 'all'}-{digest}"
+    return Path("tmp") / "eval" / f"{dataset.name}-{digest}"
 
 
 def index_dataset(

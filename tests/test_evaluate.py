@@ -35,6 +35,14 @@ def test_tie_counts_against_the_target_whatever_the_order():
     assert target_ranks(tie, [3]).tolist() == [4]
 
 
+def test_float_noise_is_a_tie_but_a_real_difference_is_not():
+    near = np.array([[0.8, 0.8 + 3e-7, 0.8 - 2e-6]], dtype=np.float32)
+    assert target_ranks(near, [0]).tolist() == [2]
+    assert target_ranks(near, [2]).tolist() == [3]
+    assert target_ranks(near, [0], tolerance=0.0).tolist() == [2]
+    assert target_ranks(near, [1], tolerance=0.0).tolist() == [1]
+
+
 def test_constant_scores_rank_every_target_last():
     flat = np.zeros((5, 5))
     assert target_ranks(flat, range(5)).tolist() == [5] * 5
