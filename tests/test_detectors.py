@@ -222,6 +222,8 @@ def test_missing_ultralytics_weights_fail_fast_and_say_where_to_put_them(
     assert "--detector none" in message
     with pytest.raises(ModelUnavailableError, match=r"Put best\.pt in elsewhere/runs/"):
         load_detector("elsewhere/runs/best.pt", Config(device="cpu"))
+    with pytest.raises(ModelUnavailableError, match=rf"Put nope\.onnx in {tmp_path}/"):
+        load_detector(str(tmp_path / "nope.onnx"), Config(device="cpu"))
 
 
 def test_folder_without_weights_is_explained(tmp_path):
@@ -293,3 +295,27 @@ def test_ground_truth_leaves_out_crowds_and_unannotated_images(tmp_path):
         pytest.approx(1 / 3),
         pytest.approx(2 / 3),
     )
+
+
+# --- profiles ------------------------------------------------------------------------------------
+
+
+@needs_shared(YOLOX_NANO)
+def test_cpu_profile_runs_yolox_nano_from_the_models_folder():
+    from imgret.models.stages import load_stages
+    from imgret.profiles import apply_profile
+
+    config = apply_profile("cpu", models_dir=YOLOX_NANO.parent.parent, device="cpu")
+    assert (config.captioner, config.topics, config.embedder) == (None, None, "minilm")
+    detector = load_stages(config, which=["detector"]).detector
+    assert isinstance(detector, OnnxDetector)
+    (counts,) = detector.detect([Image.open(COCO_SAMPLE / "images" / "000000000139.jpg")])
+    assert counts["tv"] == 1 and counts["person"] >= 1
+    assert apply_profile("cpu", ocr="rapidocr").ocr == "rapidocr"
+
+
+def test_unknown_profile_lists_the_known_ones():
+    from imgret.profiles import apply_profile
+
+    with pytest.raises(ValueError, match="cpu, original"):
+        apply_profile("gpu")

@@ -30,7 +30,7 @@ def load_detector(model: str, config: Config) -> Detector:
     """
     from imgret.models.onnx_detector import OnnxDetector, find_onnx
 
-    path = Path(resolve(model, config.models_dir))
+    path = _locate(model, config)
     onnx = find_onnx(path) if path.exists() else None
     if onnx is not None:
         return OnnxDetector(model, config, path=onnx)
@@ -52,13 +52,30 @@ def _offline() -> bool:
     )
 
 
-def _missing_weights(model: str, config: Config, cause: BaseException | None = None) -> str:
+def _locate(model: str, config: Config) -> Path:
+    """``model`` as a path on disk, or as given when it may still be downloaded by name."""
+    try:
+        return Path(resolve(model, config.models_dir))
+    except ModelUnavailableError as exc:
+        raise ModelUnavailableError(
+            _missing_weights(model, config, "there is no such path")
+        ) from exc
+
+
+def _missing_weights(
+    model: str, config: Config, reason: str | None = None, cause: BaseException | None = None
+) -> str:
     name = Path(model).name
+    if not Path(model).suffix:
+        name += " (a .pt file, or a folder holding one .onnx model and its classes.txt)"
     folder = Path(model).parent if Path(model).parent != Path(".") else config.models_dir
-    reason = "offline mode is on" if _offline() else "it could not be downloaded"
+    if reason is None:
+        reason = "the file is not on disk and " + (
+            "offline mode is on" if _offline() else "it could not be downloaded"
+        )
     detail = f"\n  ({type(cause).__name__}: {cause})" if cause else ""
     return (
-        f"Cannot load the detector model '{model}': the file is not on disk and {reason}.\n"
+        f"Cannot load the detector model '{model}': {reason}.\n"
         f"  Put {name} in {folder}/ (or pass its path with --detector), "
         f"pick another model with --detector (a .pt file, an .onnx file or a folder holding "
         f"one), or switch the stage off with --detector none.{detail}"
@@ -99,11 +116,11 @@ class UltralyticsDetector:
         from ultralytics import YOLO
 
         self.model_id = model
-        weights = _weights_path(model, config, path or Path(resolve(model, config.models_dir)))
+        weights = _weights_path(model, config, path or _locate(model, config))
         try:
             self.model = YOLO(weights)
         except (FileNotFoundError, ConnectionError) as exc:
-            raise ModelUnavailableError(_missing_weights(model, config, exc)) from exc
+            raise ModelUnavailableError(_missing_weights(model, config, cause=exc)) from exc
         if self.model.task not in BOX_TASKS:
             raise ValueError(
                 f"{model} is an Ultralytics '{self.model.task}' model; the detector stage "
