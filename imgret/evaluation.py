@@ -222,6 +222,11 @@ def evaluate_dataset(
         else "queries: every caption of each image"
     )
     if any("human" in spec for spec in specs):
+        if max(map(len, captions)) < 2:
+            raise ValueError(
+                "the oracle rows need images with two or more captions (one is the "
+                "description, the others the queries); leave 'human' out of the rows"
+            )
         protocol.append(
             "oracle rows: each human caption in turn is the image's note (its description); "
             "the image's other captions are the queries; the ranks of all turns are pooled"

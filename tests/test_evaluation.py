@@ -13,7 +13,7 @@ from imgret.evaluation import evaluate_dataset, gallery_plan, instruction_modes,
 from tests.conftest import COCO_SAMPLE, coco_images, needs_shared
 
 
-def _coco_json(tmp_path, images, captions_of) -> str:
+def _coco_json(tmp_path, images, captions_of, name: str = "captions.json") -> str:
     """A COCO caption file over ``images`` (real photos), captions chosen by the test."""
     entries = [{"id": i, "file_name": p.name} for i, p in enumerate(images)]
     annotations = [
@@ -21,7 +21,7 @@ def _coco_json(tmp_path, images, captions_of) -> str:
         for i in range(len(images))
         for j, text in enumerate(captions_of(i))
     ]
-    path = tmp_path / "captions.json"
+    path = tmp_path / name
     path.write_text(json.dumps({"images": entries, "annotations": annotations}))
     return str(path)
 
@@ -96,6 +96,15 @@ def test_tiny_end_to_end(tiny_config, tmp_path):
         assert 1 <= row.metrics.mean_rank <= row.gallery_size
         if row.parts == ("human",):
             assert row.metrics.r1 == 1.0
+
+    with pytest.raises(ValueError, match="two or more captions"):
+        evaluate_dataset(
+            _coco_json(tmp_path, photos, lambda i: [f"Photo {i}."], "one_caption.json"),
+            tiny_config,
+            rows=["human"],
+            work_dir=work,
+            progress=False,
+        )
 
     again = evaluate_dataset(
         annotations,
