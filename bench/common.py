@@ -1,0 +1,99 @@
+"""What every benchmark needs: an offline environment, the machine it ran on, a matmul rate.
+
+Import this module before torch: it sets the offline variables (and a throw-away Ultralytics
+settings folder) that must be in place before the model libraries are imported.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("IMGRET_SHARED", REPO.parent / "shared"))
+COCO_SAMPLE = SHARED / "data" / "coco-sample"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="imgret-yolo-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(REPO))
+
+PACKAGES = ("torch", "transformers", "sentence-transformers", "ultralytics", "numpy", "faiss-cpu")
+
+
+def coco_images(n: int | None = None) -> list[Path]:
+    images = sorted((COCO_SAMPLE / "images").glob("*.jpg"))
+    if not images:
+        raise SystemExit(f"no COCO sample photos in {COCO_SAMPLE}; set IMGRET_SHARED")
+    return images[:n] if n else images
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, object]:
+    """CPU, cores, GPU, load and package versions: what a number means depends on all of them."""
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    info: dict[str, object] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def busy_note() -> str:
+    """A warning when other processes compete for the cores, so noisy numbers are labelled."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        return f"machine busy: load average {load:.1f} on {cores} cores before the run"
+    return f"machine quiet: load average {load:.1f} on {cores} cores before the run"
+
+
+def matmul_gflops(size: int = 2048, device: str = "cpu", repeats: int = 5) -> float:
+    """The float32 matmul rate of this machine (best of ``repeats``), the floor's yardstick."""
+    import torch
+
+    a = torch.rand(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        a @ a
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
