@@ -68,7 +68,8 @@ class Config:
             setattr(self, name, stage_value(getattr(self, name)))
         if stage_value(self.embedder) is None:
             raise ValueError("imgret needs an embedder: it is what turns descriptions into vectors")
-        self.models_dir = Path(self.models_dir)
+        # Absolute, so an index built from notebooks/ finds the same models from the repo root.
+        self.models_dir = Path(self.models_dir).expanduser().resolve()
 
     def vision_key(self) -> dict[str, Any]:
         """What decides the caption, counts and OCR text of an image; a change re-runs vision."""

@@ -71,13 +71,18 @@ class Searcher:
     ) -> None:
         self.index_dir = Path(index_dir)
         with Store.open(self.index_dir, readonly=True) as store:
-            stored = store.config()
-            self.config = config or stored
+            self.config = config or store.config()
             self.gallery = store.gallery
-            if self.config is None or self.gallery is None:
-                raise EmptyIndexError(self._empty_message())
-            if device is not None:
-                self.config = Config.from_json(self.config.to_json(), device=device)
+        if self.config is None or self.gallery is None:
+            raise EmptyIndexError(self._empty_message())
+        if device is not None:
+            self.config = Config.from_json(self.config.to_json(), device=device)
+        self._stages: Stages | None = None
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the vectors again (after notes or a rebuild), keeping the loaded models."""
+        with Store.open(self.index_dir, readonly=True) as store:
             self.relpaths, self.matrix = store.vectors(self.config.embedder)
             total = store.count()
         if not self.relpaths:
@@ -88,7 +93,6 @@ class Searcher:
                 f"{self.config.embedder} and are left out; run `imgret index` to finish",
                 stacklevel=2,
             )
-        self._stages: Stages | None = None
 
     def _empty_message(self, total: int = 0) -> str:
         if total:
