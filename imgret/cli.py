@@ -90,6 +90,40 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("image", nargs="?", type=Path, help="default: ultralytics' bus photo")
     _model_options(doctor)
     doctor.set_defaults(handler=_cmd_doctor)
+    evaluate = commands.add_parser(
+        "eval", help="text→image recall on a captioned dataset (Karpathy split or COCO JSON)"
+    )
+    evaluate.add_argument("annotations", type=Path, help="dataset_*.json or COCO captions JSON")
+    evaluate.add_argument("--images", type=Path, help="image folder (default: beside the JSON)")
+    evaluate.add_argument("--split", help="test by default for Karpathy files; all for COCO")
+    evaluate.add_argument(
+        "--rows",
+        help="comma-separated rows, parts joined by '+': caption, counts, text, human "
+        "(default: every combination of the stages that are on, and the human oracle)",
+    )
+    evaluate.add_argument(
+        "--instructions",
+        choices=("both", "on", "off"),
+        default="both",
+        help="rows with topic instructions, without, or both (default both)",
+    )
+    evaluate.add_argument(
+        "--gallery-size",
+        type=int,
+        action="append",
+        help="images per gallery, repeatable (default 1000 and 5000, as the literature)",
+    )
+    evaluate.add_argument(
+        "--first-caption-only", action="store_true", help="one query per image, not all"
+    )
+    evaluate.add_argument("--limit", type=int, help="keep the first N images, for a quick look")
+    evaluate.add_argument("--work-dir", type=Path, help="where the dataset's index is cached")
+    evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write the results")
+    evaluate.add_argument(
+        "--compare", action="store_true", help="show the original's published figures beside"
+    )
+    _model_options(evaluate)
+    evaluate.set_defaults(handler=_cmd_eval)
     return parser
 
 
@@ -198,6 +232,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
         written = store.export(args.out or args.index)
     for path in written:
         print(path)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from imgret.evaluation import DEFAULT_GALLERY_SIZES, evaluate_dataset
+
+    report = evaluate_dataset(
+        args.annotations,
+        config_from_args(args),
+        images=args.images,
+        split=args.split,
+        rows=args.rows.split(",") if args.rows else None,
+        instructions=args.instructions,
+        gallery_sizes=args.gallery_size or DEFAULT_GALLERY_SIZES,
+        first_caption_only=args.first_caption_only,
+        limit=args.limit,
+        work_dir=args.work_dir,
+    )
+    print(report.to_markdown(args.compare))
+    if args.json:
+        args.json.write_text(report.to_json(args.compare), encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 
