@@ -49,7 +49,7 @@ def driver(index: str, queries: tuple[str, ...]) -> dict[str, object]:
         mark = time.perf_counter()
 
     import imgret.cli  # noqa: F401
-    from imgret.search import Searcher
+    from imgret.searcher import Searcher
 
     phase("imgret imports")
     import sentence_transformers  # noqa: F401

@@ -181,7 +181,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from imgret.search import Searcher
+    from imgret.searcher import Searcher
 
     if args.k < 1:
         raise ValueError("-k must be at least 1")

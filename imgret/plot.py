@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from imgret.search import Hit
+    from imgret.searcher import Hit
 
 
 def plot_hits(

@@ -10,7 +10,7 @@ import pytest
 from imgret.config import Config
 from imgret.indexer import build_index
 from imgret.notes import read_notes_csv, set_notes
-from imgret.search import Searcher
+from imgret.searcher import Searcher
 from imgret.store import IndexBusyError, IndexNotFoundError, Store, writer_lock
 
 

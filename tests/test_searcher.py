@@ -10,7 +10,7 @@ import pytest
 
 from imgret.config import Config
 from imgret.indexer import build_index
-from imgret.search import Searcher, search, top_k
+from imgret.searcher import Searcher, search, top_k
 from imgret.store import EmptyIndexError, IndexNotFoundError, Store
 from tests.conftest import COCO_SAMPLE, coco_images, needs_shared
 
