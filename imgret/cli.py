@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.add_argument("--plot", type=Path, metavar="FILE.png", help="save a grid of the hits")
     search.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    search.add_argument(
+        "--approximate", action="store_true", help="FAISS inverted-file search (large indexes)"
+    )
     search.set_defaults(handler=_cmd_search)
 
     note = commands.add_parser("note", help="set your own notes for an image (or many from CSV)")
@@ -185,7 +188,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError("-k must be at least 1")
-    searcher = Searcher(args.index, device=args.device)
+    searcher = Searcher(args.index, device=args.device, approximate=args.approximate)
     hits = searcher.search(args.query, k=args.k, min_score=args.min_score)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))

@@ -19,9 +19,7 @@ from imgret.config import Config
 from imgret.indexer import TEXT_STAGES, topics_and_instructions
 from imgret.models.stages import Stages, load_stages
 from imgret.store import EmptyIndexError, Store
-
-QUERY_CHUNK = 256
-"""Queries scored against the matrix at a time, which bounds the score matrix's memory."""
+from imgret.vector_index import ExactIndex, FaissIndex
 
 
 @dataclass
@@ -46,20 +44,14 @@ class Hit:
         return data
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best scores, best first; ties keep index order."""
-    if k < len(scores):
-        chosen = np.argpartition(-scores, k - 1)[:k]
-    else:
-        chosen = np.arange(len(scores))
-    return chosen[np.lexsort((chosen, -scores[chosen]))]
-
-
 class Searcher:
     """An index loaded for searching: its vectors in one float32 matrix, models loaded once.
 
     ``config`` defaults to the configuration stored in the index; ``device`` overrides
-    its device (the index may have been built on another machine).
+    its device (the index may have been built on another machine). ``approximate`` searches
+    a FAISS inverted-file index instead of scanning every vector: worth it from some 10^5
+    images on, for a process that runs many queries (training it takes seconds), at a recall
+    of the true top 10 a little under 1 (bench/RESULTS.md).
     """
 
     def __init__(
@@ -68,8 +60,10 @@ class Searcher:
         config: Config | None = None,
         *,
         device: str | None = None,
+        approximate: bool = False,
     ) -> None:
         self.index_dir = Path(index_dir)
+        self.approximate = approximate
         with Store.open(self.index_dir, readonly=True) as store:
             self.config = config or store.config()
             self.gallery = store.gallery
@@ -83,7 +77,7 @@ class Searcher:
     def reload(self) -> None:
         """Read the vectors again (after notes or a rebuild), keeping the loaded models."""
         with Store.open(self.index_dir, readonly=True) as store:
-            self.relpaths, self.matrix = store.vectors(self.config.embedder)
+            self.relpaths, matrix = store.vectors(self.config.embedder)
             total = store.count()
         if not self.relpaths:
             raise EmptyIndexError(self._empty_message(total))
@@ -93,6 +87,7 @@ class Searcher:
                 f"{self.config.embedder} and are left out; run `imgret index` to finish",
                 stacklevel=2,
             )
+        self.vectors = FaissIndex(matrix) if self.approximate else ExactIndex(matrix)
 
     def _empty_message(self, total: int = 0) -> str:
         if total:
@@ -124,10 +119,10 @@ class Searcher:
             for _, instruction in topics_and_instructions(queries, self.stages, self.config)
         ]
         vectors = self.stages.embedder.embed(list(zip(instructions, queries, strict=True)))
-        if vectors.shape[1] != self.matrix.shape[1]:
+        if vectors.shape[1] != self.vectors.dimension:
             raise ValueError(
                 f"the embedder gives {vectors.shape[1]}-d vectors but the index holds "
-                f"{self.matrix.shape[1]}-d ones; search with the index's own embedder"
+                f"{self.vectors.dimension}-d ones; search with the index's own embedder"
             )
         return instructions, vectors
 
@@ -144,18 +139,15 @@ class Searcher:
         if not queries:
             return []
         _, vectors = self.embed_queries(list(queries))
-        ranked: list[list[tuple[int, float]]] = []
-        for start in range(0, len(vectors), QUERY_CHUNK):
-            scores = vectors[start : start + QUERY_CHUNK] @ self.matrix.T
-            for row in scores:
-                best = top_k(row, k)
-                ranked.append(
-                    [
-                        (int(i), float(row[i]))
-                        for i in best
-                        if min_score is None or row[i] >= min_score
-                    ]
-                )
+        scores, ids = self.vectors.search(vectors, k)
+        ranked = [
+            [
+                (int(i), float(score))
+                for i, score in zip(row_ids, row_scores, strict=True)
+                if i >= 0 and (min_score is None or score >= min_score)
+            ]
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
         return self._hits(ranked)
 
     def _hits(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:

@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from imgret.config import Config
 from imgret.indexer import build_index
-from imgret.searcher import Searcher, search, top_k
+from imgret.searcher import Searcher, search
 from imgret.store import EmptyIndexError, IndexNotFoundError, Store
 from tests.conftest import COCO_SAMPLE, coco_images, needs_shared
-
-
-@pytest.mark.parametrize("k", [1, 3, 7, 8, 50])
-def test_top_k_matches_a_full_sort(k):
-    scores = np.random.default_rng(k).normal(size=8).astype(np.float32)
-    scores[5] = scores[2]  # a tie keeps index order
-    expected = sorted(range(8), key=lambda i: (-scores[i], i))[:k]
-    assert top_k(scores, k).tolist() == expected
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +62,7 @@ def test_scores_are_cosines_ranked_best_first(index):
     hits = searcher.search("two dogs playing in the snow", k=100)
     assert len(hits) == len(searcher) == 8
     assert [h.rank for h in hits] == list(range(1, 9))
-    by_path = dict(zip(searcher.relpaths, searcher.matrix @ query[0], strict=True))
+    by_path = dict(zip(searcher.relpaths, searcher.vectors.vectors @ query[0], strict=True))
     for hit in hits:
         assert hit.score == pytest.approx(float(by_path[hit.relpath]), abs=1e-6)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -85,6 +76,16 @@ def test_scores_are_cosines_ranked_best_first(index):
     assert json.loads(json.dumps([h.to_dict() for h in hits]))[0]["relpath"] == hits[0].relpath
     one_off = search(index, "two dogs playing in the snow", k=2)
     assert [h.relpath for h in one_off] == [h.relpath for h in hits[:2]]
+
+
+@needs_shared(COCO_SAMPLE)
+def test_approximate_search_agrees_on_a_small_index(index):
+    queries = ["two dogs playing in the snow", "a plate of food", "a man riding a horse"]
+    exact = Searcher(index).search_many(queries, k=5)
+    approximate = Searcher(index, approximate=True).search_many(queries, k=5)
+    for want, got in zip(exact, approximate, strict=True):
+        assert [h.relpath for h in got] == [h.relpath for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
 
 
 @needs_shared(COCO_SAMPLE)
