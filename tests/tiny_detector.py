@@ -1,10 +1,14 @@
 """Tiny detectors built at test time: an untrained Ultralytics YOLOv8 and hand-made ONNX models.
 
 No detector weights can be downloaded here, so the Ultralytics model is built from
-``yolov8n.yaml`` with random weights. A random network's class scores are all near zero, so
-the class head's biases are set by hand: every stride-32 cell sees a "cat" at 0.73 and every
-stride-16 cell a "dog" at 0.38, on random boxes. The counting code then has boxes to count,
-and the confidence threshold visibly decides which classes pass.
+``yolov8n.yaml`` with random weights. PyTorch's default initialisation shrinks the signal at
+every layer, so such a network's output does not depend on the image: its class scores are its
+head's biases and its boxes a fixed grid. The default model sets those biases by hand: every
+stride-32 cell sees a "cat" at 0.73 and every stride-16 cell a "dog" at 0.38, so the counting
+code has boxes to count and the confidence threshold visibly decides which classes pass. The
+"sighted" model is initialised so that the image reaches the head; its counts differ from photo
+to photo and change when the pixels are fed in another colour order or scale, which is what a
+comparison of two back ends needs.
 
 The hand-made ONNX models are built with ``onnx.helper``. Each returns a fixed, hand-chosen
 raw output for any input, so the whole ONNX detector (layout detection, letterbox, decode, NMS,
@@ -23,8 +27,12 @@ from onnx import TensorProto, helper, numpy_helper
 TINY_NAMES = {0: "cat", 1: "dog", 2: "bus"}
 
 
-def build_tiny_yolo(folder: Path) -> Path:
-    """An untrained YOLOv8n with three classes, saved as a .pt that ``YOLO(path)`` loads offline."""
+def build_tiny_yolo(folder: Path, sighted: bool = False) -> Path:
+    """An untrained YOLOv8n with three classes, saved as a .pt that ``YOLO(path)`` loads offline.
+
+    By default its output ignores the image (see the module's docstring); ``sighted`` gives
+    a model whose boxes and scores follow the pixels instead.
+    """
     import torch
     from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel
@@ -34,16 +42,37 @@ def build_tiny_yolo(folder: Path) -> Path:
     net = DetectionModel("yolov8n.yaml", nc=len(TINY_NAMES), verbose=False)
     net.names = dict(TINY_NAMES)
     with torch.no_grad():
-        biases = [branch[-1].bias for branch in net.model[-1].cv3]
-        for bias in biases:
-            bias.fill_(-10.0)
-        biases[1][1] = -0.5
-        biases[2][0] = 1.0
+        if sighted:
+            _let_the_image_through(net)
+        else:
+            _fixed_class_scores(net)
     yolo = YOLO("yolov8n.yaml", task="detect")
     yolo.model = net
-    path = folder / "tiny-yolov8n.pt"
+    path = folder / ("tiny-yolov8n-sighted.pt" if sighted else "tiny-yolov8n.pt")
     yolo.save(path)
     return path
+
+
+def _fixed_class_scores(net) -> None:
+    """Cats at 0.73 on every stride-32 cell, dogs at 0.38 on every stride-16 cell."""
+    biases = [branch[-1].bias for branch in net.model[-1].cv3]
+    for bias in biases:
+        bias.fill_(-10.0)
+    biases[1][1] = -0.5
+    biases[2][0] = 1.0
+
+
+def _let_the_image_through(net) -> None:
+    """He initialisation keeps the signal's scale through the layers; the class logits are
+    scaled up (std ≈ 0.7) and shifted down so that a few dozen boxes per photo pass 0.25."""
+    import torch
+
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    for branch in net.model[-1].cv3:
+        branch[-1].weight.mul_(100.0)
+        branch[-1].bias.fill_(-3.0)
 
 
 def constant_onnx(
