@@ -235,21 +235,7 @@ def by_position(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> t
     return boxes[order], scores[order], classes[order]
 
 
-@pytest.mark.parametrize(
-    "dynamic",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                raises=ValueError,
-                strict=True,
-                reason="a dynamic export with simplify=False leaves the output's channel axis "
-                "symbolic ('Concatoutput0_dim_1'); detect_layout needs it as a number",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("dynamic", [False, True])
 def test_onnx_detector_matches_ultralytics_on_its_own_export(
     sighted_yolo, small_gallery, tmp_path, dynamic
 ):

@@ -269,10 +269,18 @@ class OnnxDetector:
         batch = model_input.shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
         self.layout = detect_layout(
-            self.session.get_outputs()[0].shape,
+            self._output_shape(),
             len(self.names),
             metadata.get("author", "").startswith("Ultralytics") or "names" in metadata,
         )
+
+    def _output_shape(self) -> list:
+        """The output's shape; a dynamic export names its axes, so one blank image tells."""
+        shape = self.session.get_outputs()[0].shape
+        if all(isinstance(d, int) for d in shape[1:]):
+            return shape
+        blank = np.zeros((self.fixed_batch or 1, 3, *self.size), dtype=np.float32)
+        return list(self.session.run(None, {self.input_name: blank})[0].shape)
 
     def detect(self, images: list[Image.Image]) -> list[dict[str, int]]:
         """Per image, how many boxes of each class pass the confidence threshold after NMS."""
