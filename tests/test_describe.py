@@ -41,6 +41,29 @@ def test_count_sentence_number_words_then_many():
     )
 
 
+def test_plural_only_names_count_pairs():
+    assert describe.count_sentence({"skis": 1}) == "one pair of skis is in the photo."
+    assert describe.count_sentence({"scissors": 2}) == "two pairs of scissors are in the photo."
+    assert describe.count_phrase("Sunglasses", 7) == "many pairs of sunglasses"
+    assert describe.indefinite("skis") == "a pair of skis"
+
+
+def test_indefinite_article():
+    assert describe.indefinite("dog") == "a dog"
+    assert describe.indefinite("umbrella") == "an umbrella"
+    assert describe.indefinite("Traffic_light") == "a traffic light"
+    assert describe.indefinite("") == ""
+
+
+def test_classes_counted_zero_are_named_as_possible():
+    text = describe.compose_description(counts={"person": 2, "dog": 0, "umbrella": 0})
+    assert text == "two people are in the photo. perhaps also a dog and an umbrella."
+    assert describe.compose_description(counts={"kite": 0}) == "perhaps a kite."
+    assert describe.possible_sentence([]) == ""
+    with_note = describe.compose_description("a beach", {"kite": 0}, "holiday")
+    assert with_note == "a beach. perhaps a kite. holiday."
+
+
 def test_count_sentence_empty_when_nothing_detected():
     assert describe.count_sentence({}) == ""
     assert describe.count_sentence({"cat": 0}) == ""
