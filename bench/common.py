@@ -89,10 +89,12 @@ def busy_note() -> str:
 
 
 def matmul_gflops(size: int = 2048, device: str = "cpu", repeats: int = 5) -> float:
-    """The float32 matmul rate of this machine (best of ``repeats``), the floor's yardstick."""
+    """The matmul rate of this machine (best of ``repeats``), the floor's yardstick: float32 on
+    the CPU, float16 on a GPU (the precision imgret runs its models in there)."""
     import torch
 
-    a = torch.rand(size, size, device=device)
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    a = torch.rand(size, size, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats + 1):
         sync(device)

@@ -20,6 +20,7 @@ the worst case for any cell-based index) is reported too.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import time
 import tracemalloc
@@ -53,7 +54,7 @@ def compute_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in tables)
 
 
-def encoding(models: dict[str, Path], queries: list[str], rate_gflops: float) -> dict:
+def encoding(models: dict[str, Path], queries: list[str], rate_gflops: float, device: str) -> dict:
     """Per query: topics, embedder and total time, each beside its floor."""
     from imgret.indexer import TEXT_STAGES, topics_and_instructions
     from imgret.models.stages import load_stages
@@ -63,7 +64,7 @@ def encoding(models: dict[str, Path], queries: list[str], rate_gflops: float) ->
         detector=None,
         topics=str(models["topics"]),
         embedder=str(models["embedder"]),
-        device="cpu",
+        device=device,
     )
     stages = load_stages(config, which=TEXT_STAGES)
     topic_params = compute_parameters(stages.topics.model)
@@ -166,38 +167,57 @@ def faiss_bytes(index: FaissIndex) -> int:
     return inner.ntotal * inner.d * 4
 
 
+def search_rows(
+    stored: np.ndarray, wanted: np.ndarray, label: dict, nprobes: list[int]
+) -> list[dict]:
+    """Exact, then FAISS at each nprobe, over the same stored vectors and queries."""
+    k, batch, rows = 10, min(64, len(wanted)), []
+    exact = ExactIndex(stored)
+    truth = exact.search(wanted, k)[1]
+    row = {**label, "index": "exact", "memory_mb": stored.nbytes / 2**20}
+    rows.append({**row, **time_search(exact, wanted, k, batch), "recall@10": 1.0})
+    print(json.dumps(rows[-1]), flush=True)
+    if importlib.util.find_spec("faiss") is None:
+        return rows
+    start = time.perf_counter()
+    approximate = FaissIndex(stored)
+    built = time.perf_counter() - start
+    for nprobe in nprobes:
+        approximate.nprobe = nprobe
+        found = approximate.search(wanted, k)[1]
+        rows.append(
+            {
+                **label,
+                "index": f"faiss IVF{approximate.index.nlist},Flat nprobe={nprobe}",
+                "memory_mb": faiss_bytes(approximate) / 2**20,
+                "build_s": built,
+                **time_search(approximate, wanted, k, batch),
+                "recall@10": recall_at_k(found, truth),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def search(sizes: list[int], kinds: list[str], nprobes: list[int], queries: int) -> list[dict]:
     rows = []
-    k, batch = 10, min(64, queries)
     for n in sizes:
         for kind in kinds:
             stored = stored_vectors(n, kind)
             wanted = query_vectors(stored, queries, kind)
-            exact = ExactIndex(stored)
-            truth = exact.search(wanted, k)[1]
-            row = {"n": n, "data": kind, "index": "exact", "memory_mb": stored.nbytes / 2**20}
-            rows.append({**row, **time_search(exact, wanted, k, batch), "recall@10": 1.0})
-            print(json.dumps(rows[-1]), flush=True)
-            start = time.perf_counter()
-            approximate = FaissIndex(stored)
-            built = time.perf_counter() - start
-            for nprobe in nprobes:
-                approximate.nprobe = nprobe
-                found = approximate.search(wanted, k)[1]
-                rows.append(
-                    {
-                        "n": n,
-                        "data": kind,
-                        "index": f"faiss IVF{approximate.index.nlist},Flat nprobe={nprobe}",
-                        "memory_mb": faiss_bytes(approximate) / 2**20,
-                        "build_s": built,
-                        **time_search(approximate, wanted, k, batch),
-                        "recall@10": recall_at_k(found, truth),
-                    }
-                )
-                print(json.dumps(rows[-1]), flush=True)
-            del stored, exact, approximate
+            rows += search_rows(stored, wanted, {"n": n, "data": kind}, nprobes)
+            del stored, wanted
     return rows
+
+
+def search_file(path: Path, nprobes: list[int], queries: int) -> list[dict]:
+    """Real vectors (``imgret export``'s feature_matrix.npy): random rows held out as queries."""
+    matrix = np.load(path).astype(np.float32)
+    held_out = np.random.default_rng(0).choice(len(matrix), queries, replace=False)
+    kept = np.ones(len(matrix), dtype=bool)
+    kept[held_out] = False
+    label = {"n": int(kept.sum()), "data": str(path)}
+    return search_rows(matrix[kept], matrix[held_out], label, nprobes)
 
 
 def main() -> None:
@@ -206,23 +226,28 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["clustered", "uniform"])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--queries", type=int, default=100, help="search queries per setting")
+    parser.add_argument("--vectors", type=Path, help="also search a real feature_matrix.npy")
     parser.add_argument("--encode-queries", type=int, default=30)
     parser.add_argument("--skip-encoding", action="store_true")
+    parser.add_argument("--device", default="cpu", help="where queries are encoded")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--models", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     note = busy_note()
-    rate = matmul_gflops()
-    print(f"{note}; float32 2048² matmul: {rate:.1f} GFLOP/s")
+    rate = matmul_gflops(device=args.device)
+    print(f"{note}; 2048² matmul on {args.device}: {rate:.1f} GFLOP/s")
     results: dict[str, object] = {"machine": machine(), "note": note, "matmul_gflops": rate}
     if not args.skip_encoding:
         queries = coco_captions()[: args.encode_queries]
-        results["encoding"] = encoding(real_size_models(args.models), queries, rate)
+        models = real_size_models(args.models)
+        results["encoding"] = encoding(models, queries, rate, args.device)
         print(json.dumps(results["encoding"], indent=1), flush=True)
     if not args.skip_search:
         results["search"] = search(args.sizes, args.data, args.nprobe, args.queries)
+        if args.vectors:
+            results["search"] += search_file(args.vectors, args.nprobe, args.queries)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
