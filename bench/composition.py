@@ -256,7 +256,7 @@ def join(*sentences: str) -> str:
     return " ".join(s for s in sentences if s)
 
 
-def imgret(found: Found, confidence: float = CONFIDENCE, possible: int = 0) -> str:
+def composed(found: Found, confidence: float = CONFIDENCE, possible: int = 0) -> str:
     """imgret's own composition of what its store would hold."""
     return describe.compose_description(
         counts=found.counts(confidence, possible), text_in_image=found.text
@@ -265,7 +265,7 @@ def imgret(found: Found, confidence: float = CONFIDENCE, possible: int = 0) -> s
 
 def kept(found: Found) -> str:
     """The composition kept on train2017: counts and the 3 best classes below the threshold."""
-    return imgret(found, possible=POSSIBLE_LIMIT)
+    return composed(found, possible=POSSIBLE_LIMIT)
 
 
 def possible_only(found: Found) -> str:
@@ -286,7 +286,7 @@ class Variant:
 
 
 VARIANTS = [
-    Variant(BASELINE, "counts", imgret, versus=""),
+    Variant(BASELINE, "counts", composed, versus=""),
     Variant(
         "'a'/'an' instead of 'one'",
         "counts",
@@ -318,17 +318,17 @@ VARIANTS = [
     Variant(
         "+ scene words from the classes",
         "counts",
-        lambda f: join(scene(f.confident()), imgret(f)),
+        lambda f: join(scene(f.confident()), composed(f)),
     ),
     Variant(
         "+ relations from boxes",
         "boxes",
-        lambda f: join(imgret(f), relations(f.confident())),
+        lambda f: join(composed(f), relations(f.confident())),
     ),
-    Variant("counts at confidence 0.20", "profile", lambda f: imgret(f, 0.20)),
-    Variant("counts at confidence 0.35", "profile", lambda f: imgret(f, 0.35)),
+    Variant("counts at confidence 0.20", "profile", lambda f: composed(f, 0.20)),
+    Variant("counts at confidence 0.35", "profile", lambda f: composed(f, 0.35)),
     Variant(POSSIBLE, "scores", kept),
-    Variant("possible: best 10", "scores", lambda f: imgret(f, possible=10), POSSIBLE),
+    Variant("possible: best 10", "scores", lambda f: composed(f, possible=10), POSSIBLE),
     Variant(
         "possible + scene words",
         "scores",
@@ -350,10 +350,10 @@ VARIANTS = [
     Variant(
         "possible + counts at 0.20",
         "scores + profile",
-        lambda f: imgret(f, 0.20, POSSIBLE_LIMIT),
+        lambda f: composed(f, 0.20, POSSIBLE_LIMIT),
         POSSIBLE,
     ),
-    Variant("+ OCR text", "ocr", imgret, ocr=True),
+    Variant("+ OCR text", "ocr", composed, ocr=True),
     Variant("possible + OCR text", "scores + ocr", kept, POSSIBLE, ocr=True),
 ]
 """The table's rows; a row without ``ocr`` sees no OCR text."""
