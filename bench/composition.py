@@ -35,6 +35,7 @@ from common import COCO_SAMPLE, REPO, SHARED, busy_note, machine
 from tqdm import tqdm
 
 from imgret import describe
+from imgret.config import Config
 from imgret.datasets import CaptionedDataset, load_dataset
 from imgret.evaluate import TIE_TOLERANCE, Metrics, summarize, target_ranks
 from imgret.evaluation import evaluate_dataset
@@ -47,9 +48,9 @@ YOLOX_NANO = SHARED / "models" / "yolox-nano" / "yolox_nano.onnx"
 CACHE = REPO / "tmp" / "composition"
 CONFIDENCE = 0.25
 """The cpu profile's detector threshold: what the stored counts hold."""
-FLOOR = 0.05
+FLOOR = Config.detector_possible_floor
 """The lowest score cached; "possible" classes are scored between it and CONFIDENCE."""
-POSSIBLE_LIMIT = 3
+POSSIBLE_LIMIT = Config.detector_possible_limit
 EXAMPLE = "000000030752.jpg"
 """A train2017 photo (a skier and a dog) whose description each row prints."""
 
@@ -471,8 +472,11 @@ def log_rank_gain(
 
 
 def check_baseline(split: str | None, result: Result) -> None:
-    """The bench's baseline must be what ``imgret eval`` measures through the real index."""
-    config = apply_profile("cpu", detector=str(YOLOX_NANO), device="cpu")
+    """The bench's baseline must be what ``imgret eval`` measures through the real index
+    with possible classes off (counts only)."""
+    config = apply_profile(
+        "cpu", detector=str(YOLOX_NANO), device="cpu", detector_possible_floor=0.0
+    )
     report = evaluate_dataset(
         CAPTIONS, config, split=split, rows=["counts"], work_dir=CACHE / "eval", progress=False
     )

@@ -60,6 +60,12 @@ class Config:
     caption_max_length: int = 60
     detector_confidence: float = 0.25
     detector_iou: float = 0.45
+    detector_possible_floor: float = 0.05
+    """Boxes scoring between this and ``detector_confidence`` name their class as possibly
+    present (a count of 0: "perhaps also a dog"); 0 switches it off."""
+    detector_possible_limit: int = 3
+    """At most this many possible classes per image, the best-scoring first; 0 also switches
+    them off."""
     topic_threshold: float = 0.2
     ocr_min_confidence: float = 0.5
 
@@ -81,6 +87,8 @@ class Config:
             "detector": self.detector,
             "detector_confidence": self.detector_confidence if self.detector else None,
             "detector_iou": self.detector_iou if self.detector else None,
+            "detector_possible_floor": self.detector_possible_floor if self.detector else None,
+            "detector_possible_limit": self.detector_possible_limit if self.detector else None,
             "ocr": self.ocr,
             "ocr_min_confidence": self.ocr_min_confidence if self.ocr else None,
         }

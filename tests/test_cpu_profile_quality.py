@@ -2,10 +2,12 @@
 
 YOLOX-Nano counts and all-MiniLM-L6-v2, through the real path (``evaluate_dataset`` →
 ``build_index`` → stored counts → ``compose_description`` → embedding), every human caption a
-query, one gallery of the 159 images, ties counted against the system. Measured with
-bench/composition.py (docs/cpu-profile.md): R@1 0.348, R@5 0.741, mean rank 11.5. The floors
-leave room for numeric differences between CPUs and onnxruntime builds, not for a regression
-in the detector's decoding, the description or the embedder.
+query, one gallery of the 159 images, ties counted against the system. The detector names
+the classes it saw only below its threshold as possible ("perhaps also a dog"). Measured with
+``imgret eval`` (docs/cpu-profile.md): R@1 0.328, R@5 0.738, mean rank 8.12; with possible
+classes off, mean rank 11.47. The floors leave room for numeric differences between CPUs and
+onnxruntime builds, not for a regression in the detector's decoding, the possible classes, the
+description or the embedder.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def test_cpu_profile_recall_on_val2017(tmp_path):
     )
     (row,) = report.rows
     metrics = row.metrics
-    print(f"cpu profile, counts only, val2017: {metrics}")
+    print(f"cpu profile, counts and possible classes, val2017: {metrics}")
     assert (report.images, metrics.queries, row.gallery_size) == (159, 795, 159)
-    assert metrics.r1 >= 0.32
+    assert metrics.r1 >= 0.30
     assert metrics.r5 >= 0.71
-    assert metrics.mean_rank <= 13.0
+    assert metrics.mean_rank <= 9.5

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from imgret.config import Config
@@ -20,6 +22,49 @@ from imgret.models.loading import ModelUnavailableError, pick_device, resolve
 
 BOX_TASKS = ("detect", "segment")
 """Ultralytics tasks whose results carry axis-aligned boxes to count."""
+
+
+def lowest_score(config: Config) -> float:
+    """The score both back ends predict at: the possible-class floor when that is on.
+
+    One pass at the floor gives the same counts as a pass at ``detector_confidence``: greedy
+    NMS only lets a box suppress lower-scored ones, so the boxes a lower floor adds can never
+    remove a box at or above the threshold.
+    """
+    floor, confidence = config.detector_possible_floor, config.detector_confidence
+    if floor <= 0 or config.detector_possible_limit <= 0:
+        return confidence
+    return min(floor, confidence)
+
+
+def count_classes(
+    class_ids: np.ndarray,
+    scores: np.ndarray,
+    names: Sequence[str] | Mapping[int, str],
+    confidence: float,
+    floor: float,
+    limit: int,
+) -> dict[str, int]:
+    """One image's boxes after NMS → boxes per class at or above ``confidence``, plus up to
+    ``limit`` classes with no such box whose best box scores at least ``floor``, counted 0.
+
+    A 0 is what :func:`imgret.describe.compose_description` names as possible ("perhaps also
+    a dog"): a small or half-hidden object the detector was unsure of is still a word a query
+    may use. Counted classes come first (by name), possible ones after, best score first.
+    ``floor`` or ``limit`` at 0 leaves possible classes out.
+    """
+    labels = [names[int(c)] for c in np.asarray(class_ids).tolist()]
+    values = np.asarray(scores, dtype=np.float64).tolist()
+    counted = Counter(
+        label for label, score in zip(labels, values, strict=True) if score >= confidence
+    )
+    best: dict[str, float] = {}
+    if floor > 0 and limit > 0:
+        for label, score in zip(labels, values, strict=True):
+            if label not in counted and score >= floor and score > best.get(label, -1.0):
+                best[label] = score
+    possible = sorted(best, key=lambda label: (-best[label], label))[: max(limit, 0)]
+    return dict(sorted(counted.items())) | dict.fromkeys(possible, 0)
 
 
 def load_detector(model: str, config: Config) -> Detector:
@@ -135,25 +180,35 @@ class UltralyticsDetector:
             self.revision = None
         self.device = pick_device(config.device)
         self.confidence = config.detector_confidence
+        self.floor = config.detector_possible_floor
+        self.limit = config.detector_possible_limit
+        self.lowest = lowest_score(config)
         self.iou = config.detector_iou
         self.names: dict[int, str] = self.model.names
         self.precision = _half_precision() if self.device.startswith("cuda") else {}
 
     def detect(self, images: list[Image.Image]) -> list[dict[str, int]]:
-        """Per image, how many boxes of each class pass the confidence threshold after NMS."""
+        """Per image, how many boxes of each class pass the confidence threshold after NMS,
+        and the classes seen only below it counted 0 (:func:`count_classes`)."""
         if not images:
             return []
         results = self.model.predict(
             [image.convert("RGB") for image in images],
-            conf=self.confidence,
+            conf=self.lowest,
             iou=self.iou,
             device=self.device,
             **self.precision,
             batch=len(images),
             verbose=False,
         )
-        counts = []
-        for result in results:
-            labels = Counter(self.names[int(c)] for c in result.boxes.cls.tolist())
-            counts.append(dict(sorted(labels.items())))
-        return counts
+        return [
+            count_classes(
+                result.boxes.cls.cpu().numpy(),
+                result.boxes.conf.cpu().numpy(),
+                self.names,
+                self.confidence,
+                self.floor,
+                self.limit,
+            )
+            for result in results
+        ]

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from imgret.config import Config
+from imgret.models.detector import count_classes, lowest_score
 from imgret.models.loading import pick_device
 
 YOLOX = "yolox"
@@ -257,6 +258,9 @@ class OnnxDetector:
             raise ValueError(f"{model} is not an .onnx file or a folder holding one")
         self.revision = file_digest(self.path)
         self.confidence = config.detector_confidence
+        self.floor = config.detector_possible_floor
+        self.limit = config.detector_possible_limit
+        self.lowest = lowest_score(config)
         self.iou = config.detector_iou
         self.session = ort.InferenceSession(
             str(self.path), providers=_providers(pick_device(config.device))
@@ -283,8 +287,14 @@ class OnnxDetector:
         return list(self.session.run(None, {self.input_name: blank})[0].shape)
 
     def detect(self, images: list[Image.Image]) -> list[dict[str, int]]:
-        """Per image, how many boxes of each class pass the confidence threshold after NMS."""
-        return [self.count(found) for found in self.predict(images, self.confidence)]
+        """Per image, how many boxes of each class pass the confidence threshold after NMS,
+        and the classes seen only below it counted 0 (:func:`count_classes`)."""
+        return [
+            count_classes(
+                found.class_ids, found.scores, self.names, self.confidence, self.floor, self.limit
+            )
+            for found in self.predict(images, self.lowest)
+        ]
 
     def count(self, found: Detections) -> dict[str, int]:
         labels = [self.names[i] for i in found.class_ids.tolist()]
