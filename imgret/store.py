@@ -117,7 +117,7 @@ class ImageRow:
         if self.vector is None:
             raise ValueError(f"{self.path}: a row is stored only with its vector")
         values = dict(vars(self))
-        values["counts"] = json.dumps(self.counts, sort_keys=True)
+        values["counts"] = json.dumps(self.counts)
         values["topics"] = json.dumps([[label, float(score)] for label, score in self.topics])
         values["vector"] = np.ascontiguousarray(self.vector, dtype=np.float32).tobytes()
         return tuple(values[name] for name in _COLUMNS)
