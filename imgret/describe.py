@@ -41,11 +41,7 @@ _IRREGULAR_PLURALS = {
     "fungus": "fungi",
     "louse": "lice",
 }
-_UNCHANGED_PLURALS = {
-    "sheep",
-    "deer",
-    "fish",
-    "aircraft",
+_PAIRS = {
     "skis",
     "scissors",
     "glasses",
@@ -57,6 +53,13 @@ _UNCHANGED_PLURALS = {
     "binoculars",
     "headphones",
     "goggles",
+}
+"""Names of one thing that read as plural: counted in pairs ("one pair of skis")."""
+_UNCHANGED_PLURALS = _PAIRS | {
+    "sheep",
+    "deer",
+    "fish",
+    "aircraft",
     "luggage",
     "furniture",
     "clothing",
@@ -99,20 +102,6 @@ _UNCHANGED_PLURALS = {
     "popcorn",
     "bacon",
 }
-_PAIRS = {
-    "skis",
-    "scissors",
-    "glasses",
-    "sunglasses",
-    "jeans",
-    "shorts",
-    "trousers",
-    "pants",
-    "binoculars",
-    "headphones",
-    "goggles",
-}
-"""Names of one thing that read as plural: counted in pairs ("one pair of skis")."""
 _ES_ENDINGS = ("s", "x", "z", "ch", "sh")
 _O_ES_WORDS = {"tomato", "potato", "hero", "echo", "torpedo", "mango", "volcano"}
 
