@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole benchmark on a GPU machine in one go, in about 6 minutes (each step has a timeout;
-# all of them together stay under 9).
+# The whole benchmark on a GPU machine in one go, in about 6 minutes (each step has a time
+# limit; all of them together stay under 10).
 #
 #   bash bench/gpu.sh                # on the GPU machine, from a checkout of the repository
 #   bash bench/gpu.sh fetch-wheels   # beforehand, where pip reaches PyPI: wheels into .whl/
@@ -28,7 +28,7 @@ PACKAGES=(
   "safetensors==0.8.0 safetensors"
   "sentence-transformers==6.2.0 sentence_transformers"
   "ultralytics==8.4.190 ultralytics"
-  "ultralytics-thop==2.2.3 ultralytics_thop"
+  "ultralytics-thop==2.2.3 thop"
   "opencv-python-headless==5.0.0.93 cv2"
 )
 
@@ -57,12 +57,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 # Install what is missing or older than this project's version (major.minor compared).
 for entry in "${PACKAGES[@]}"; do
   spec="${entry%% *}"; module="${entry##* }"; want="${spec##*==}"
-  if "$PYTHON" - "$module" "$want" <<'EOF'; then continue; fi
+  if "$PYTHON" - "$module" "$want" 2>/dev/null <<'EOF'; then continue; fi
 import importlib, sys
 from importlib import metadata
 module, want = sys.argv[1], sys.argv[2]
 importlib.import_module(module)
-names = {"cv2": "opencv-python-headless", "ultralytics_thop": "ultralytics-thop"}
+names = {"cv2": "opencv-python-headless", "thop": "ultralytics-thop"}
 try:
     have = metadata.version(names.get(module, module).replace("_", "-"))
 except metadata.PackageNotFoundError:
@@ -92,11 +92,11 @@ step() {  # step SECONDS NAME COMMAND...: run with a time limit, keep going if i
 }
 
 step 150 "build real-size models" "$PYTHON" bench/real_size_models.py
-step 200 "indexing throughput (original loop vs imgret, fp16 batches)" \
+step 180 "indexing throughput (original loop vs imgret, fp16 batches)" \
   "$PYTHON" bench/indexing.py --device cuda --images 48 --batch-size 48 --text-batch-size 96 \
-  --json "$OUT/indexing.json"
-step 120 "query latency and search" \
+  --proposed --json "$OUT/indexing.json"
+step 150 "query latency and search" \
   "$PYTHON" bench/query_latency.py --device cuda --queries 50 --json "$OUT/query_latency.json"
-step 90 "cold start" "$PYTHON" bench/cold_start.py --which real-size --images 48 --repeats 2 \
+step 90 "cold start" "$PYTHON" bench/cold_start.py --which real-size --images 48 --repeats 1 \
   --json "$OUT/cold_start.json"
 echo "done: results in $OUT"
