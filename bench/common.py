@@ -105,6 +105,21 @@ def matmul_gflops(size: int = 2048, device: str = "cpu", repeats: int = 5) -> fl
     return 2 * size**3 / best / 1e9
 
 
+def read_gbs(device: str = "cpu", megabytes: int = 512, repeats: int = 2) -> float:
+    """Memory read rate (best of ``repeats``): summing a large array reads each byte once."""
+    import torch
+
+    a = torch.ones(megabytes << 18, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        a.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return a.numel() * a.element_size() / best / 1e9
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch

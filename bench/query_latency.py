@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
-from common import busy_note, machine, matmul_gflops
+from common import busy_note, machine, matmul_gflops, read_gbs, sync
 from real_size_models import DEFAULT_ROOT, coco_captions, real_size_models
 
 from imgret.config import Config
@@ -54,8 +54,35 @@ def compute_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in tables)
 
 
-def encoding(models: dict[str, Path], queries: list[str], rate_gflops: float, device: str) -> dict:
-    """Per query: topics, embedder and total time, each beside its floor."""
+def linear_layers_seconds(model: torch.nn.Module, tokens: int, device: str) -> float:
+    """Every linear layer of a model run alone on [tokens, in] (best of 3 each): what the
+    matmuls cost at the query's own shapes, where a thin matmul runs below the 2048² rate."""
+    total = 0.0
+    with torch.inference_mode():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Linear):
+                x = torch.rand(tokens, layer.in_features, device=device, dtype=layer.weight.dtype)
+                best = float("inf")
+                for _ in range(4):
+                    sync(device)
+                    start = time.perf_counter()
+                    layer(x)
+                    sync(device)
+                    best = min(best, time.perf_counter() - start)
+                total += best
+    return total
+
+
+def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
+    """Per query: topics, embedder and total time, each beside its floors.
+
+    The arithmetic floor is 2 × parameters × tokens ÷ the matmul rate; the weight-streaming
+    floor is the parameters' bytes ÷ the memory read rate (a model reads all its weights for
+    any query, which for a dozen tokens can take longer than the arithmetic). Both rates are
+    measured just before each query, so a busy machine slows floor and query alike. Beside
+    them, the model's linear layers alone at the median query's shapes: a floor that
+    counts how much slower thin matmuls run than the 2048² one.
+    """
     from imgret.indexer import TEXT_STAGES, topics_and_instructions
     from imgret.models.stages import load_stages
 
@@ -67,44 +94,58 @@ def encoding(models: dict[str, Path], queries: list[str], rate_gflops: float, de
         device=device,
     )
     stages = load_stages(config, which=TEXT_STAGES)
-    topic_params = compute_parameters(stages.topics.model)
-    embed_params = compute_parameters(stages.embedder.model)
-    tokenizer = stages.embedder.model.tokenizer
-    times: dict[str, list[float]] = {"topics": [], "embedder": [], "total": []}
-    floors: dict[str, list[float]] = {"topics": [], "embedder": [], "total": []}
+    models_ = {"topics": stages.topics.model, "embedder": stages.embedder.model}
+    params = {name: compute_parameters(model) for name, model in models_.items()}
+    width = {name: next(model.parameters()).element_size() for name, model in models_.items()}
+    tokenizers = {"topics": stages.topics.tokenizer, "embedder": stages.embedder.model.tokenizer}
+    names = ("topics", "embedder", "total")
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     tokens: dict[str, list[int]] = {"topics": [], "embedder": []}
     topics_and_instructions(queries[:2], stages, config)  # warm-up
     stages.embedder.embed([("Represent the photo title:", queries[0])])
     for query in queries:
+        rate, bandwidth = matmul_gflops(device=device, repeats=1), read_gbs(device)
         start = time.perf_counter()
         [(_, instruction)] = topics_and_instructions([query], stages, config)
         middle = time.perf_counter()
         stages.embedder.embed([(instruction, query)])
         end = time.perf_counter()
-        topic_tokens = len(stages.topics.tokenizer(query).input_ids)
-        embed_tokens = len(tokenizer(instruction + query).input_ids)
-        tokens["topics"].append(topic_tokens)
-        tokens["embedder"].append(embed_tokens)
-        floor_topics = 2 * topic_params * topic_tokens / (rate_gflops * 1e9)
-        floor_embed = 2 * embed_params * embed_tokens / (rate_gflops * 1e9)
-        for key, took, floor in (
-            ("topics", middle - start, floor_topics),
-            ("embedder", end - middle, floor_embed),
-            ("total", end - start, floor_topics + floor_embed),
-        ):
-            times[key].append(took)
-            floors[key].append(floor)
+        texts = {"topics": query, "embedder": instruction + query}
+        took = {"topics": middle - start, "embedder": end - middle, "total": end - start}
+        floors = {}
+        for name in ("topics", "embedder"):
+            count = len(tokenizers[name](texts[name]).input_ids)
+            tokens[name].append(count)
+            floors[name] = (
+                2 * params[name] * count / (rate * 1e9),
+                params[name] * width[name] / (bandwidth * 1e9),
+            )
+        floors["total"] = tuple(map(sum, zip(floors["topics"], floors["embedder"], strict=True)))
+        for name in names:
+            arithmetic, streaming = floors[name]
+            rows[name].append(
+                {"s": took[name], "arithmetic": arithmetic, "floor": max(arithmetic, streaming)}
+            )
     result: dict[str, object] = {
         "queries": len(queries),
-        "parameters": {"topics": topic_params, "embedder": embed_params},
+        "parameters": params,
         "mean_tokens": {k: float(np.mean(v)) for k, v in tokens.items()},
+        "linear_layers_alone_ms": {
+            name: linear_layers_seconds(models_[name], int(np.median(tokens[name])), device) * 1e3
+            for name in ("topics", "embedder")
+        },
     }
-    for key in times:
-        ratio = np.asarray(times[key]) / np.asarray(floors[key])
-        result[key] = {
-            **percentiles(times[key]),
-            "floor_p50_ms": float(np.median(floors[key]) * 1e3),
-            "ratio_to_floor_p50": float(np.median(ratio)),
+    for name in names:
+        seconds = [row["s"] for row in rows[name]]
+        to_arithmetic = [row["s"] / row["arithmetic"] for row in rows[name]]
+        to_floor = [row["s"] / row["floor"] for row in rows[name]]
+        result[name] = {
+            **percentiles(seconds),
+            "arithmetic_floor_p50_ms": float(np.median([r["arithmetic"] for r in rows[name]]))
+            * 1e3,
+            "ratio_to_arithmetic_floor_p50": float(np.median(to_arithmetic)),
+            "ratio_to_arithmetic_floor_best": float(np.min(to_arithmetic)),
+            "ratio_to_roofline_floor_p50": float(np.median(to_floor)),
         }
     return result
 
@@ -236,13 +277,18 @@ def main() -> None:
     args = parser.parse_args()
 
     note = busy_note()
-    rate = matmul_gflops(device=args.device)
-    print(f"{note}; 2048² matmul on {args.device}: {rate:.1f} GFLOP/s")
-    results: dict[str, object] = {"machine": machine(), "note": note, "matmul_gflops": rate}
+    rate, bandwidth = matmul_gflops(device=args.device), read_gbs(args.device)
+    print(f"{note}; on {args.device}: 2048² matmul {rate:.1f} GFLOP/s, read {bandwidth:.1f} GB/s")
+    results: dict[str, object] = {
+        "machine": machine(),
+        "note": note,
+        "matmul_gflops": rate,
+        "read_gbs": bandwidth,
+    }
     if not args.skip_encoding:
         queries = coco_captions()[: args.encode_queries]
         models = real_size_models(args.models)
-        results["encoding"] = encoding(models, queries, rate, args.device)
+        results["encoding"] = encoding(models, queries, args.device)
         print(json.dumps(results["encoding"], indent=1), flush=True)
     if not args.skip_search:
         results["search"] = search(args.sizes, args.data, args.nprobe, args.queries)
