@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import DynamicCache, EncoderDecoderCache
 
 from imgret.config import Config
 from imgret.models import Captioner, Embedder, TopicClassifier
-from imgret.models.captioner import BlipCaptioner
+from imgret.models.captioner import BlipCaptioner, ImageKeyedCache
 from imgret.models.embedder import InstructorEmbedder, is_instructor, resolve_embedder
 from imgret.models.loading import ModelUnavailableError
 from imgret.models.stages import load_stages
@@ -83,6 +84,20 @@ def test_captions_are_clean_batched_and_bounded(captioner, tiny_config):
     tokens = captioner.processor.tokenizer(captions)["input_ids"]
     assert max(len(t) for t in tokens) <= tiny_config.caption_max_length
     assert captioner.caption([]) == []
+
+
+def test_beam_search_gives_the_same_captions_without_reordering_image_keys(captioner, tiny_config):
+    """The cross-attention cache left in place changes the speed of beam search, not its output."""
+    inputs = captioner.processor(
+        images=images()[:4], text=[tiny_config.caption_prompt] * 4, return_tensors="pt"
+    )
+    settings = {"num_beams": 3, "max_length": tiny_config.caption_max_length}
+    kept = captioner.model.generate(**inputs, cache=ImageKeyedCache(), **settings)
+    reordered = captioner.model.generate(
+        **inputs, cache=EncoderDecoderCache(DynamicCache(), DynamicCache()), **settings
+    )
+    assert torch.equal(kept, reordered)
+    assert len({tuple(row.tolist()) for row in kept}) > 1  # the images differ in the output
 
 
 def test_the_model_itself_echoes_the_prompt(captioner, tiny_config):

@@ -192,15 +192,24 @@ class UltralyticsDetector:
         and the classes seen only below it counted 0 (:func:`count_classes`)."""
         if not images:
             return []
-        results = self.model.predict(
-            [image.convert("RGB") for image in images],
-            conf=self.lowest,
-            iou=self.iou,
-            device=self.device,
-            **self.precision,
-            batch=len(images),
-            verbose=False,
-        )
+        rgb = [image.convert("RGB") for image in images]
+        # Ultralytics letterboxes a batch of differently shaped photos to full squares but a
+        # single photo to its own small rectangle; a GPU gains from the batch, a CPU only pays
+        # for the extra pixels (bench/RESULTS.md), so the CPU takes one photo at a time.
+        groups = [rgb] if self.device.startswith("cuda") else [[image] for image in rgb]
+        results = [
+            result
+            for group in groups
+            for result in self.model.predict(
+                group,
+                conf=self.lowest,
+                iou=self.iou,
+                device=self.device,
+                **self.precision,
+                batch=len(group),
+                verbose=False,
+            )
+        ]
         return [
             count_classes(
                 result.boxes.cls.cpu().numpy(),
