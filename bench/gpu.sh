@@ -94,7 +94,7 @@ step() {  # step SECONDS NAME COMMAND...: run with a time limit, keep going if i
 step 150 "build real-size models" "$PYTHON" bench/real_size_models.py
 step 180 "indexing throughput (original loop vs imgret, fp16 batches)" \
   "$PYTHON" bench/indexing.py --device cuda --images 48 --batch-size 48 --text-batch-size 96 \
-  --proposed --json "$OUT/indexing.json"
+  --json "$OUT/indexing.json"
 step 150 "query latency and search" \
   "$PYTHON" bench/query_latency.py --device cuda --queries 50 --json "$OUT/query_latency.json"
 step 90 "cold start" "$PYTHON" bench/cold_start.py --which real-size --images 48 --repeats 1 \

@@ -15,9 +15,13 @@ image that is not counted.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import pstats
 import shutil
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -149,48 +153,35 @@ def _time_stages(stages, seconds: dict[str, float], device: str) -> None:
         setattr(model, method, timed)
 
 
-def apply_proposals(stages, device: str) -> None:
-    """The pipeline changes this bench proposes, applied to the loaded stages of this process
-    only, so their effect is measured beside imgret as it is (see bench/RESULTS.md).
+class PeakMemory:
+    """The process's resident memory, sampled every 0.1 s from a thread, and its peak."""
 
-    1. Beam search keeps the captioner's cross-attention cache in place. At every step beam
-       search reorders each cached tensor by beam; the cross-attention keys and values depend
-       only on the image, the same for all of an image's beams, so reordering them copies
-       about 1 GB per step (batch 8) for nothing: 59% of captioning time on 2 cores.
-    2. On the CPU the detector takes one image at a time: Ultralytics letterboxes a batch of
-       differently shaped photos to 640×640 squares, a single photo to its own 640×480-ish
-       rectangle, and a CPU gains nothing from the batch to make up for the extra pixels.
-    """
-    from transformers import DynamicCache, EncoderDecoderCache
+    def __enter__(self) -> PeakMemory:
+        import psutil
 
-    class KeptCrossAttentionCache(EncoderDecoderCache):
-        def reorder_cache(self, beam_idx: torch.Tensor) -> None:
-            self.self_attention_cache.reorder_cache(beam_idx)
+        self.process = psutil.Process()
+        self.start_mb = self.peak_mb = self.process.memory_info().rss / 2**20
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
 
-    generate = stages.captioner.model.generate
+    def _sample(self) -> None:
+        while not self.done.wait(0.1):
+            self.peak_mb = max(self.peak_mb, self.process.memory_info().rss / 2**20)
 
-    def generate_keeping_cross_cache(*args, **kwargs):
-        cache = KeptCrossAttentionCache(DynamicCache(), DynamicCache())
-        return generate(*args, cache=cache, **kwargs)
-
-    stages.captioner.model.generate = generate_keeping_cross_cache
-    if not device.startswith("cuda"):
-        detect = stages.detector.detect
-        stages.detector.detect = lambda images: [c for image in images for c in detect([image])]
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
-def run_imgret(
-    config: Config, images: list[Path], warmup: Path, profile: Path | None, proposed: bool
-):
+def run_imgret(config: Config, images: list[Path], warmup: Path, profile: Path | None):
     from imgret.indexer import build_index
-    from imgret.models import stages as stage_factory
+    from imgret.models.stages import load_stages
 
     start = time.perf_counter()
-    stage_factory._load.cache_clear()  # fresh stage objects, so a patched run leaves no trace
-    stages = stage_factory.load_stages(config)
+    stages = load_stages(config)
     load = time.perf_counter() - start
-    if proposed:
-        apply_proposals(stages, config.device)
     image = Image.open(warmup).convert("RGB")
     caption = stages.captioner.caption([image])[0]
     stages.detector.detect([image])
@@ -203,22 +194,32 @@ def run_imgret(
         gallery.mkdir()
         for path in images:
             shutil.copy(path, gallery / path.name)
-        start = time.perf_counter()
-        if profile:
-            from torch.profiler import ProfilerActivity
-            from torch.profiler import profile as torch_profile
-
-            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-                report = build_index(gallery, Path(tmp) / "index", config, progress=False)
-            table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
-            profile.write_text(table)
-            print(table)
-        else:
-            report = build_index(gallery, Path(tmp) / "index", config, progress=True)
-        wall = time.perf_counter() - start
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            if profile:
+                # cProfile, not torch.profiler: the latter's event buffers grew past 20 GB on a
+                # 4-image build here. Torch's kernels show up as the built-in methods calling them.
+                profiler = cProfile.Profile()
+                report = profiler.runcall(
+                    build_index, gallery, Path(tmp) / "index", config, progress=False
+                )
+                text = io.StringIO()
+                pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+                profile.parent.mkdir(parents=True, exist_ok=True)
+                profile.write_text(text.getvalue())
+                print(text.getvalue())
+            else:
+                report = build_index(gallery, Path(tmp) / "index", config, progress=True)
+            wall = time.perf_counter() - start
     if report.new != len(images):
         raise RuntimeError(f"imgret indexed {report.new} of {len(images)}: {report.summary()}")
-    return {"load_s": load, "wall_s": wall, "stages_s": dict(seconds)}
+    return {
+        "load_s": load,
+        "wall_s": wall,
+        "stages_s": dict(seconds),
+        "rss_at_start_mb": memory.start_mb,
+        "rss_peak_mb": memory.peak_mb,
+    }
 
 
 def breakdown(result: dict, n: int) -> str:
@@ -239,11 +240,6 @@ def main() -> None:
     )
     parser.add_argument("--models", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--skip-original", action="store_true", help="imgret's side only")
-    parser.add_argument(
-        "--proposed",
-        action="store_true",
-        help="also run imgret with the changes this bench proposes (apply_proposals)",
-    )
     parser.add_argument("--profile", type=Path, nargs="?", const=Path("tmp/indexing-profile.txt"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -273,24 +269,17 @@ def main() -> None:
             f"original loop: {n / original['wall_s']:.3f} images/s "
             f"(load {original['load_s']:.1f} s); {breakdown(original, n)}"
         )
-    ours = run_imgret(config, images, warmup, args.profile, proposed=False)
+    ours = run_imgret(config, images, warmup, args.profile)
     results["imgret"] = ours
+    growth = ours["rss_peak_mb"] - ours["rss_at_start_mb"]
     print(
         f"imgret:        {n / ours['wall_s']:.3f} images/s "
-        f"(load {ours['load_s']:.1f} s); {breakdown(ours, n)}"
+        f"(load {ours['load_s']:.1f} s); {breakdown(ours, n)}; "
+        f"peak RSS {ours['rss_peak_mb']:.0f} MB (+{growth:.0f} while indexing)"
     )
-    if args.proposed:
-        proposed = run_imgret(config, images, warmup, None, proposed=True)
-        results["imgret_proposed"] = proposed
-        print(
-            f"imgret + proposals: {n / proposed['wall_s']:.3f} images/s; {breakdown(proposed, n)}"
-        )
     if not args.skip_original:
-        for name in ("imgret", "imgret_proposed"):
-            if name in results:
-                ratio = results["original"]["wall_s"] / results[name]["wall_s"]
-                results[f"speedup_{name}"] = ratio
-                print(f"speed-up of {name} over the original loop: {ratio:.2f}x")
+        results["speedup"] = results["original"]["wall_s"] / ours["wall_s"]
+        print(f"speed-up over the original loop: {results['speedup']:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str))
