@@ -197,8 +197,8 @@ def run_imgret(config: Config, images: list[Path], warmup: Path, profile: Path |
         with PeakMemory() as memory:
             start = time.perf_counter()
             if profile:
-                # cProfile, not torch.profiler: the latter's event buffers grew past 20 GB on a
-                # 4-image build here. Torch's kernels show up as the built-in methods calling them.
+                # cProfile, not torch.profiler: a 4-image build under the latter grew past 20 GB
+                # here. Torch's kernels show up as the built-in methods that call them.
                 profiler = cProfile.Profile()
                 report = profiler.runcall(
                     build_index, gallery, Path(tmp) / "index", config, progress=False

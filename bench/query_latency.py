@@ -263,7 +263,7 @@ def search_file(path: Path, nprobes: list[int], queries: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--data", nargs="+", default=["clustered", "uniform"])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--queries", type=int, default=100, help="search queries per setting")
