@@ -62,6 +62,21 @@ def tiny_config(tiny_models):
     )
 
 
+@pytest.fixture(scope="session")
+def text_only(tiny_models):
+    """Vision stages off: the cheapest configuration that still runs topics and embedder."""
+    from imgret.config import Config
+
+    return Config(
+        captioner=None,
+        detector=None,
+        topics=str(tiny_models["topics"]),
+        embedder=str(tiny_models["embedder"]),
+        device="cpu",
+        batch_size=2,
+    )
+
+
 def coco_images(n: int | None = None) -> list[Path]:
     images = sorted((COCO_SAMPLE / "images").glob("*.jpg"))
     return images[:n] if n else images

@@ -27,19 +27,6 @@ from imgret.store import DB_NAME, GalleryMismatchError, IndexBusyError, Store, w
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def text_only(tiny_models) -> Config:
-    """Vision stages off: the cheapest configuration that still runs topics and embedder."""
-    return Config(
-        captioner=None,
-        detector=None,
-        topics=str(tiny_models["topics"]),
-        embedder=str(tiny_models["embedder"]),
-        device="cpu",
-        batch_size=2,
-    )
-
-
 def _states(index: Path) -> dict:
     with Store.open(index) as store:
         return store.states()

@@ -31,17 +31,6 @@ def test_a_note_makes_its_image_the_best_hit(small_gallery, tmp_path):
     assert hits[0].score > hits[1].score + 0.2
 
 
-@pytest.fixture
-def text_only(tiny_models) -> Config:
-    return Config(
-        captioner=None,
-        detector=None,
-        topics=str(tiny_models["topics"]),
-        embedder=str(tiny_models["embedder"]),
-        device="cpu",
-    )
-
-
 def test_notes_round_trip(text_only, small_gallery, tmp_path):
     index = tmp_path / "index"
     later = small_gallery / "sub" / "later.jpg"

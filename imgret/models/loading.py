@@ -59,7 +59,7 @@ def hub_revision(location: str) -> str | None:
 
 
 def pick_device(device: str | None = None) -> str:
-    """The device asked for, or CUDA when present, else CPU (the original hard-coded its first GPU)."""
+    """The device asked for, or CUDA when present, else CPU (the original fixed one GPU)."""
     if device:
         return device
     import torch
