@@ -36,6 +36,10 @@ from imgret import describe
 from imgret.config import Config
 
 STAGE_NAMES = ("captioner", "detector", "topics", "embedder")
+THREADS = torch.get_num_threads()
+"""PyTorch's threads at start. Ultralytics' first predict on a CPU sets them, for the whole
+process, to min(8, cores - 1): 1 on 2 cores. Each side starts from this count again, and each
+records the count it ended with."""
 
 
 class OriginalLoop:
@@ -116,6 +120,7 @@ class OriginalLoop:
 
 
 def run_original(models: dict[str, Path], config: Config, images: list[Path], warmup: Path):
+    torch.set_num_threads(THREADS)
     start = time.perf_counter()
     loop = OriginalLoop(models, config, config.device)
     load = time.perf_counter() - start
@@ -125,7 +130,12 @@ def run_original(models: dict[str, Path], config: Config, images: list[Path], wa
     for path in images:
         loop.index_one(path)
     wall = time.perf_counter() - start
-    result = {"load_s": load, "wall_s": wall, "stages_s": dict(loop.seconds)}
+    result = {
+        "load_s": load,
+        "wall_s": wall,
+        "stages_s": dict(loop.seconds),
+        "torch_threads_at_end": torch.get_num_threads(),
+    }
     del loop
     return result
 
@@ -179,6 +189,7 @@ def run_imgret(config: Config, images: list[Path], warmup: Path, profile: Path |
     from imgret.indexer import build_index
     from imgret.models.stages import load_stages
 
+    torch.set_num_threads(THREADS)
     start = time.perf_counter()
     stages = load_stages(config)
     load = time.perf_counter() - start
@@ -217,6 +228,7 @@ def run_imgret(config: Config, images: list[Path], warmup: Path, profile: Path |
         "load_s": load,
         "wall_s": wall,
         "stages_s": dict(seconds),
+        "torch_threads_at_end": torch.get_num_threads(),
         "rss_at_start_mb": memory.start_mb,
         "rss_peak_mb": memory.peak_mb,
     }
@@ -226,7 +238,8 @@ def breakdown(result: dict, n: int) -> str:
     stages = dict(result["stages_s"])
     other = result["wall_s"] - sum(v for k, v in stages.items() if k in STAGE_NAMES)
     parts = [f"{k} {stages.get(k, 0.0) / n:.2f}" for k in STAGE_NAMES]
-    return ", ".join(parts) + f", other {other / n:.2f} s/image"
+    threads = result["torch_threads_at_end"]
+    return ", ".join(parts) + f", other {other / n:.2f} s/image; torch threads at the end {threads}"
 
 
 def main() -> None:
