@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from imgret.config import Config
@@ -197,19 +198,25 @@ class UltralyticsDetector:
         # single photo to its own small rectangle; a GPU gains from the batch, a CPU only pays
         # for the extra pixels (bench/RESULTS.md), so the CPU takes one photo at a time.
         groups = [rgb] if self.device.startswith("cuda") else [[image] for image in rgb]
-        results = [
-            result
-            for group in groups
-            for result in self.model.predict(
-                group,
-                conf=self.lowest,
-                iou=self.iou,
-                device=self.device,
-                **self.precision,
-                batch=len(group),
-                verbose=False,
-            )
-        ]
+        # Ultralytics' first CPU predict sets torch's threads for the whole process
+        # (one on a 2-core machine), slowing every other stage; give them back afterwards.
+        threads = torch.get_num_threads()
+        try:
+            results = [
+                result
+                for group in groups
+                for result in self.model.predict(
+                    group,
+                    conf=self.lowest,
+                    iou=self.iou,
+                    device=self.device,
+                    **self.precision,
+                    batch=len(group),
+                    verbose=False,
+                )
+            ]
+        finally:
+            torch.set_num_threads(threads)
         return [
             count_classes(
                 result.boxes.cls.cpu().numpy(),
