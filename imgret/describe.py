@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 """Bump when the wording below changes: stored descriptions are then re-composed and re-embedded.
 
-2: "one pair of skis" (was "one skis"); classes counted 0 are named as possible objects."""
+2: "one pair of skis" (was "one skis"); classes counted 0 are named as possible objects.
+3: "two pizzas" (was "two pizza")."""
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 FALLBACK_TOPIC = "photo"
@@ -96,7 +97,6 @@ _UNCHANGED_PLURALS = _PAIRS | {
     "juice",
     "milk",
     "water",
-    "pizza",
     "cheese",
     "sushi",
     "popcorn",

@@ -24,6 +24,8 @@ from imgret.config import Config, key_string
         ("bench", "benches"),
         ("wine glass", "wine glasses"),
         ("Woman", "Women"),
+        ("pizza", "pizzas"),
+        ("coffee", "coffee"),
     ],
 )
 def test_pluralize(noun, plural):
