@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--plot", type=Path, metavar="FILE.png", help="save a grid of the hits")
     search.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     search.add_argument(
-        "--approximate", action="store_true", help="FAISS inverted-file search (large indexes)"
+        "--approximate", action="store_true", help="sign-code search (FAISS), for 10^5+ images"
     )
     search.set_defaults(handler=_cmd_search)
 

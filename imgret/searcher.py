@@ -19,7 +19,8 @@ from imgret.config import Config
 from imgret.indexer import TEXT_STAGES, topics_and_instructions
 from imgret.models.stages import Stages, load_stages
 from imgret.store import EmptyIndexError, Store
-from imgret.vector_index import ExactIndex, FaissIndex
+from imgret.vector_cache import load_search_vectors
+from imgret.vector_index import ExactIndex, SignCodeIndex, sign_codes
 
 
 @dataclass
@@ -48,10 +49,11 @@ class Searcher:
     """An index loaded for searching: its vectors in one float32 matrix, models loaded once.
 
     ``config`` defaults to the configuration stored in the index; ``device`` overrides
-    its device (the index may have been built on another machine). ``approximate`` searches
-    a FAISS inverted-file index instead of scanning every vector: worth it from some 10^5
-    images on, for a process that runs many queries (training it takes seconds), at a recall
-    of the true top 10 a little under 1 (bench/RESULTS.md).
+    its device (the index may have been built on another machine). Vectors are memory-mapped
+    from the index's search cache, so opening 10^6 of them costs milliseconds after the
+    first search. ``approximate`` ranks candidates found by sign codes instead of scanning
+    every vector (:class:`~imgret.vector_index.SignCodeIndex`): worth it from some 10^5
+    images on, at a recall of the true top 10 a little under 1 (bench/RESULTS.md).
     """
 
     def __init__(
@@ -76,18 +78,22 @@ class Searcher:
 
     def reload(self) -> None:
         """Read the vectors again (after notes or a rebuild), keeping the loaded models."""
-        with Store.open(self.index_dir, readonly=True) as store:
-            self.relpaths, matrix = store.vectors(self.config.embedder)
-            total = store.count()
+        loaded = load_search_vectors(self.index_dir, self.config.embedder)
+        self.relpaths = loaded.relpaths
         if not self.relpaths:
-            raise EmptyIndexError(self._empty_message(total))
-        if len(self.relpaths) < total:
+            raise EmptyIndexError(self._empty_message(loaded.total))
+        if len(self.relpaths) < loaded.total:
             warnings.warn(
-                f"{total - len(self.relpaths)} of {total} indexed images are not embedded with "
-                f"{self.config.embedder} and are left out; run `imgret index` to finish",
+                f"{loaded.total - len(self.relpaths)} of {loaded.total} indexed images are not "
+                f"embedded with {self.config.embedder} and are left out; run `imgret index` "
+                "to finish",
                 stacklevel=2,
             )
-        self.vectors = FaissIndex(matrix) if self.approximate else ExactIndex(matrix)
+        if self.approximate:
+            codes = loaded.derived("sign-codes", sign_codes)
+            self.vectors = SignCodeIndex(loaded.matrix, codes=codes)
+        else:
+            self.vectors = ExactIndex(loaded.matrix)
 
     def _empty_message(self, total: int = 0) -> str:
         if total:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -284,6 +285,7 @@ class Store:
                         self._db.execute(statement)
             now = time.time()
             self.set_meta(format_version=FORMAT_VERSION, created=now, updated=now)
+            self._vectors_changed()
             return
         if "meta" not in tables:
             raise IndexFormatError(
@@ -326,6 +328,18 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the index, whatever a writer commits meanwhile."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
     # meta -------------------------------------------------------------------------------
 
     def meta(self) -> dict[str, Any]:
@@ -338,6 +352,14 @@ class Store:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [(key, json.dumps(value, sort_keys=True)) for key, value in values.items()],
             )
+
+    def vectors_generation(self) -> str | None:
+        """A token that every write of vectors or paths replaces, in the same transaction:
+        files derived from the vectors (the search cache) are current while it is unchanged."""
+        return self.meta().get("vectors_generation")
+
+    def _vectors_changed(self) -> None:
+        self.set_meta(vectors_generation=uuid.uuid4().hex)
 
     @property
     def gallery(self) -> Path | None:
@@ -388,6 +410,8 @@ class Store:
                 f"INSERT OR REPLACE INTO images ({','.join(_COLUMNS)}) VALUES ({marks})", values
             )
             self._db.executemany("DELETE FROM skipped WHERE path = ?", [(v[0],) for v in values])
+            if values:
+                self._vectors_changed()
 
     def update_stats(self, stats: Iterable[tuple[str, int, int]]) -> None:
         """Record a new (size, mtime_ns) for files whose bytes did not change (touched)."""
@@ -403,6 +427,8 @@ class Store:
         with self.transaction():
             self._db.executemany("DELETE FROM images WHERE path = ?", keys)
             self._db.executemany("DELETE FROM skipped WHERE path = ?", keys)
+            if keys:
+                self._vectors_changed()
 
     def vectors(self, embedder: str | None = None) -> tuple[list[str], np.ndarray]:
         """(paths, float32 matrix [n, d]) of the rows embedded by ``embedder`` (default: all).
@@ -459,6 +485,8 @@ class Store:
         with self.transaction():
             self._db.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", values)
             self._db.executemany("DELETE FROM images WHERE path = ?", [(v[0],) for v in values])
+            if values:
+                self._vectors_changed()
 
     def forget_skipped(self, paths: Iterable[str]) -> None:
         with self.transaction():

@@ -197,3 +197,24 @@ def test_writer_lock_is_exclusive(tmp_path):
     with writer_lock(tmp_path / "index", wait=10):
         assert release.is_set()
     holder.join()
+
+
+def test_vectors_generation_changes_only_when_vectors_or_paths_do(store):
+    seen = [store.vectors_generation()]
+
+    def changed() -> bool:
+        seen.append(store.vectors_generation())
+        return seen[-1] != seen[-2]
+
+    assert seen[0] is not None
+    store.upsert([_row("a.jpg", 1), _row("b.jpg", 2)])
+    assert changed()
+    store.update_stats([("a.jpg", 1, 2)])
+    store.set_notes({"a.jpg": "my dog"})
+    store.upsert([])
+    store.delete([])
+    assert not changed()
+    store.delete(["a.jpg"])
+    assert changed()
+    store.mark_skipped([Skipped("b.jpg", 1, 2, "broken")])
+    assert changed()

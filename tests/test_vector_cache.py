@@ -1,0 +1,72 @@
+"""The memory-mapped copy of the search vectors: current with the store, or not used."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgret.store import Store
+from imgret.vector_cache import cache_folder, load_search_vectors
+from tests.test_store import _row
+
+
+def _index(tmp_path, rows):
+    with Store.open(tmp_path, create=True) as store:
+        store.upsert(rows)
+    return tmp_path
+
+
+def test_second_load_maps_the_files_the_first_wrote(tmp_path):
+    index = _index(tmp_path, [_row(f"{i}.jpg", i) for i in range(5)] + [_row("x.jpg", 9, "e2")])
+    first = load_search_vectors(index, "e1")
+    second = load_search_vectors(index, "e1")
+    with Store.open(index, readonly=True) as store:
+        paths, matrix = store.vectors("e1")
+    assert first.relpaths == second.relpaths == paths
+    assert first.total == second.total == 6
+    assert not isinstance(first.matrix, np.memmap) and isinstance(second.matrix, np.memmap)
+    np.testing.assert_array_equal(second.matrix, matrix)
+    other = load_search_vectors(index, "e2")
+    assert other.relpaths == ["x.jpg"] and other.folder != first.folder
+
+
+def test_a_write_makes_the_next_load_read_the_store_and_drop_old_files(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1), _row("b.jpg", 2)])
+    old = load_search_vectors(index, "e1")
+    with Store.open(index) as store:
+        store.upsert([_row("c.jpg", 3)])
+        store.delete(["a.jpg"])
+    new = load_search_vectors(index, "e1")
+    assert new.generation != old.generation
+    assert new.relpaths == ["b.jpg", "c.jpg"]
+    assert np.asarray(old.matrix).shape == (2, 8)
+    names = sorted(p.name for p in cache_folder(index, "e1").iterdir())
+    assert names == [f"paths-{new.generation}.json", f"vectors-{new.generation}.npy"]
+
+
+def test_derived_arrays_are_computed_once_per_generation(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1), _row("b.jpg", 2)])
+    calls = []
+
+    def doubled(matrix):
+        calls.append(1)
+        return np.asarray(matrix) * 2
+
+    first = load_search_vectors(index, "e1").derived("doubled", doubled)
+    second = load_search_vectors(index, "e1").derived("doubled", doubled)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first, second)
+
+
+def test_an_unwritable_cache_leaves_vectors_in_memory(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1)])
+    (index / "search-cache").write_text("a file where the folder would be")
+    loaded = load_search_vectors(index, "e1")
+    assert loaded.relpaths == ["a.jpg"] and loaded.folder is None
+    assert loaded.derived("same", lambda m: m) is loaded.matrix
+
+
+def test_an_empty_index_writes_nothing(tmp_path):
+    index = _index(tmp_path, [])
+    loaded = load_search_vectors(index, "e1")
+    assert loaded.relpaths == [] and loaded.total == 0
+    assert not (index / "search-cache").exists()
