@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--approximate", action="store_true", help="sign-code search (FAISS), for 10^5+ images"
     )
+    search.add_argument(
+        "--int8", action="store_true", help="encode the query with int8 text models (CPU, faster)"
+    )
     search.set_defaults(handler=_cmd_search)
 
     note = commands.add_parser("note", help="set your own notes for an image (or many from CSV)")
@@ -188,7 +191,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError("-k must be at least 1")
-    searcher = Searcher(args.index, device=args.device, approximate=args.approximate)
+    searcher = Searcher(
+        args.index, device=args.device, approximate=args.approximate, int8=args.int8
+    )
     hits = searcher.search(args.query, k=args.k, min_score=args.min_score)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))

@@ -108,3 +108,22 @@ def test_empty_or_missing_index_says_to_index_first(tiny_models, tmp_path):
     build_index(tmp_path / "empty", tmp_path / "index", config, progress=False)
     with pytest.raises(EmptyIndexError, match="imgret index"):
         Searcher(tmp_path / "index")
+
+
+@needs_shared(COCO_SAMPLE)
+def test_int8_queries_leave_the_shared_models_as_they_were(index):
+    import torch
+
+    exact, int8 = Searcher(index), Searcher(index, int8=True)
+    with Store.open(index, readonly=True) as store:
+        descriptions = [row.description for row in store.rows()]
+    _, want = exact.embed_queries(descriptions)
+    _, got = int8.embed_queries(descriptions)
+    assert (got * want).sum(axis=1).min() > 0.95
+    for stages, quantized in ((int8.stages, True), (exact.stages, False)):
+        for model in (stages.topics.model, stages.embedder.model):
+            kinds = {type(m) for m in model.modules()}
+            assert (torch.ao.nn.quantized.dynamic.Linear in kinds) is quantized
+            assert (torch.nn.Linear in kinds) is not quantized
+    for description, hits in zip(descriptions, int8.search_many(descriptions, k=2), strict=True):
+        assert description in {h.description for h in hits}
