@@ -18,13 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMGRET_SHARED", REPO.parent / "shared"))
 COCO_SAMPLE = SHARED / "data" / "coco-sample"
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="imgret-yolo-"))
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(REPO))
+import tests.offline_env  # noqa: E402,F401  (the tests' offline environment, before torch)
 
 PACKAGES = ("torch", "transformers", "sentence-transformers", "ultralytics", "numpy", "faiss-cpu")
 

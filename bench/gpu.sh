@@ -81,7 +81,7 @@ EOF
     exit 1
   }
 done
-"$PYTHON" -c "import faiss" 2>/dev/null || echo "faiss not installed: the FAISS rows are left out"
+"$PYTHON" -c "import faiss" 2>/dev/null || echo "faiss not installed: the sign-code and IVF search rows are left out"
 
 step() {  # step SECONDS NAME COMMAND...: run with a time limit, keep going if it fails
   local limit="$1" name="$2"; shift 2

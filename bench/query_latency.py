@@ -6,15 +6,20 @@ avoid, 2 × parameters × tokens per model (embedding tables excluded: a lookup 
 multiply), divided by the float32 matmul rate this machine reaches on a 2048² matmul,
 measured in the same run.
 
-Search is given the query vector: exact (imgret.vector_index.ExactIndex, numpy) and FAISS
-inverted-file (FaissIndex) over 768-d unit vectors, p50/p99 of single queries, batched
-queries, memory, and FAISS recall@10 against exact search. Stored vectors are synthetic:
-"clustered" places them around random centres, as a photo collection's embeddings group by
-subject, and queries near stored vectors; "uniform" (random directions, no neighbourhoods,
-the worst case for any cell-based index) is reported too.
+On a CPU the same queries also run through int8 copies of the text models
+(``Searcher(int8=True)``), against the same float32 floor.
 
-    .venv/bin/python bench/query_latency.py                     # everything, ~5 min on 2 cores
+Search is given the query vector: exact (imgret.vector_index.ExactIndex, numpy), imgret's
+sign codes (SignCodeIndex) at a few candidate counts, and FAISS's inverted file for
+comparison: p50/p99 of single queries, batched queries, memory, and recall@10 against exact
+search. Stored vectors are synthetic 768-d ones: "clustered" places them around random
+centres, as a photo collection's embeddings group by subject, and queries near stored
+vectors; "uniform" (random directions, no neighbourhoods, the worst case for any approximate
+index); or "real": all-MiniLM-L6-v2 vectors of COCO-style descriptions (384-d).
+
+    .venv/bin/python bench/query_latency.py                     # everything, ~6 min on 2 cores
     .venv/bin/python bench/query_latency.py --skip-encoding --sizes 10000 100000
+    .venv/bin/python bench/query_latency.py --skip-encoding --sizes 50000 --data real
 """
 
 from __future__ import annotations
@@ -22,17 +27,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
-from common import busy_note, machine, matmul_gflops, read_gbs, sync
+from common import COCO_SAMPLE, REPO, busy_note, machine, matmul_gflops, read_gbs, sync
 from real_size_models import DEFAULT_ROOT, coco_captions, real_size_models
 
 from imgret.config import Config
-from imgret.vector_index import ExactIndex, FaissIndex, recall_at_k
+from imgret.vector_index import ExactIndex, SignCodeIndex, recall_at_k, sign_codes
 
 DIMENSION = 768
 
@@ -74,7 +80,8 @@ def linear_layers_seconds(model: torch.nn.Module, tokens: int, device: str) -> f
 
 
 def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
-    """Per query: topics, embedder and total time, each beside its floors.
+    """Per query: topics, embedder and total time, each beside its floors; on a CPU also with
+    int8 copies of the text models (``Searcher(int8=True)``), against the same float32 floors.
 
     The arithmetic floor is 2 × parameters × tokens ÷ the matmul rate; the weight-streaming
     floor is the parameters' bytes ÷ the memory read rate (a model reads all its weights for
@@ -83,7 +90,8 @@ def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
     them, the model's linear layers alone at the median query's shapes: a floor that
     counts how much slower thin matmuls run than the 2048² one.
     """
-    from imgret.indexer import TEXT_STAGES, topics_and_instructions
+    from imgret.indexer import TEXT_STAGES
+    from imgret.models.int8 import int8_text_stages
     from imgret.models.stages import load_stages
 
     config = Config(
@@ -98,34 +106,16 @@ def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
     params = {name: compute_parameters(model) for name, model in models_.items()}
     width = {name: next(model.parameters()).element_size() for name, model in models_.items()}
     tokenizers = {"topics": stages.topics.tokenizer, "embedder": stages.embedder.model.tokenizer}
-    names = ("topics", "embedder", "total")
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    tokens: dict[str, list[int]] = {"topics": [], "embedder": []}
-    topics_and_instructions(queries[:2], stages, config)  # warm-up
-    stages.embedder.embed([("Represent the photo title:", queries[0])])
-    for query in queries:
-        rate, bandwidth = matmul_gflops(device=device, repeats=1), read_gbs(device)
-        start = time.perf_counter()
-        [(_, instruction)] = topics_and_instructions([query], stages, config)
-        middle = time.perf_counter()
-        stages.embedder.embed([(instruction, query)])
-        end = time.perf_counter()
-        texts = {"topics": query, "embedder": instruction + query}
-        took = {"topics": middle - start, "embedder": end - middle, "total": end - start}
-        floors = {}
-        for name in ("topics", "embedder"):
-            count = len(tokenizers[name](texts[name]).input_ids)
-            tokens[name].append(count)
-            floors[name] = (
-                2 * params[name] * count / (rate * 1e9),
-                params[name] * width[name] / (bandwidth * 1e9),
-            )
-        floors["total"] = tuple(map(sum, zip(floors["topics"], floors["embedder"], strict=True)))
-        for name in names:
-            arithmetic, streaming = floors[name]
-            rows[name].append(
-                {"s": took[name], "arithmetic": arithmetic, "floor": max(arithmetic, streaming)}
-            )
+    tokens = {
+        name: [len(tokenizers[name](text).input_ids) for text in texts]
+        for name, texts in (
+            ("topics", queries),
+            (
+                "embedder",
+                [instruction + q for q, instruction in _instructions(stages, config, queries)],
+            ),
+        )
+    }
     result: dict[str, object] = {
         "queries": len(queries),
         "parameters": params,
@@ -135,6 +125,57 @@ def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
             for name in ("topics", "embedder")
         },
     }
+    variants = {"float32": stages}
+    if device == "cpu":
+        variants["int8"] = int8_text_stages(stages)
+    for variant, variant_stages in variants.items():
+        result[variant] = _timed_queries(
+            variant_stages, config, queries, tokens, params, width, device
+        )
+    return result
+
+
+def _instructions(stages, config: Config, queries: list[str]) -> list[tuple[str, str]]:
+    from imgret.indexer import topics_and_instructions
+
+    return [
+        (query, instruction)
+        for query, (_, instruction) in zip(
+            queries, topics_and_instructions(queries, stages, config), strict=True
+        )
+    ]
+
+
+def _timed_queries(stages, config, queries, tokens, params, width, device) -> dict:
+    """One query at a time through topics then embedder, each against its floors."""
+    from imgret.indexer import topics_and_instructions
+
+    names = ("topics", "embedder", "total")
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    topics_and_instructions(queries[:2], stages, config)  # warm-up
+    stages.embedder.embed([("Represent the photo title:", queries[0])])
+    for i, query in enumerate(queries):
+        rate, bandwidth = matmul_gflops(device=device, repeats=1), read_gbs(device)
+        start = time.perf_counter()
+        [(_, instruction)] = topics_and_instructions([query], stages, config)
+        middle = time.perf_counter()
+        stages.embedder.embed([(instruction, query)])
+        end = time.perf_counter()
+        took = {"topics": middle - start, "embedder": end - middle, "total": end - start}
+        floors = {
+            name: (
+                2 * params[name] * tokens[name][i] / (rate * 1e9),
+                params[name] * width[name] / (bandwidth * 1e9),
+            )
+            for name in ("topics", "embedder")
+        }
+        floors["total"] = tuple(map(sum, zip(floors["topics"], floors["embedder"], strict=True)))
+        for name in names:
+            arithmetic, streaming = floors[name]
+            rows[name].append(
+                {"s": took[name], "arithmetic": arithmetic, "floor": max(arithmetic, streaming)}
+            )
+    result = {}
     for name in names:
         seconds = [row["s"] for row in rows[name]]
         to_arithmetic = [row["s"] / row["arithmetic"] for row in rows[name]]
@@ -200,71 +241,135 @@ def time_search(index, queries: np.ndarray, k: int, batch: int) -> dict[str, flo
     }
 
 
-def faiss_bytes(index: FaissIndex) -> int:
-    """Memory of an IVF index: codes, ids and the cell centres."""
-    inner = index.index
-    if hasattr(inner, "invlists"):
-        return inner.ntotal * (inner.code_size + 8) + inner.nlist * inner.d * 4
-    return inner.ntotal * inner.d * 4
+def ivf_index(stored: np.ndarray, seed: int = 0):
+    """FAISS's inverted file (√n cells learnt by k-means on 64 points per cell, Flat codes):
+    the usual approximate index, measured beside the sign codes imgret uses."""
+    import faiss
+
+    n, dimension = stored.shape
+    nlist = max(1, round(math.sqrt(n)))
+    index = faiss.index_factory(dimension, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    sample = np.random.default_rng(seed).choice(n, min(n, 64 * nlist), replace=False)
+    index.train(stored[np.sort(sample)])
+    index.add(stored)
+    return index
 
 
 def search_rows(
-    stored: np.ndarray, wanted: np.ndarray, label: dict, nprobes: list[int]
+    stored: np.ndarray,
+    wanted: np.ndarray,
+    label: dict,
+    candidates: list[int],
+    nprobes: list[int],
 ) -> list[dict]:
-    """Exact, then FAISS at each nprobe, over the same stored vectors and queries."""
+    """Exact; sign codes at each candidate count; FAISS IVF at each nprobe; same queries."""
     k, batch, rows = 10, min(64, len(wanted)), []
     exact = ExactIndex(stored)
     truth = exact.search(wanted, k)[1]
-    row = {**label, "index": "exact", "memory_mb": stored.nbytes / 2**20}
-    rows.append({**row, **time_search(exact, wanted, k, batch), "recall@10": 1.0})
-    print(json.dumps(rows[-1]), flush=True)
+
+    def add(index, name: str, memory: int, built: float | None = None) -> None:
+        found = index.search(wanted, k)[1]
+        row = {**label, "index": name, "memory_mb": memory / 2**20, "build_s": built}
+        rows.append({**row, **time_search(index, wanted, k, batch)})
+        rows[-1]["recall@10"] = recall_at_k(found, truth)
+        print(json.dumps(rows[-1]), flush=True)
+
+    add(exact, "exact", stored.nbytes)
     if importlib.util.find_spec("faiss") is None:
         return rows
     start = time.perf_counter()
-    approximate = FaissIndex(stored)
+    codes = sign_codes(stored)
     built = time.perf_counter() - start
+    for count in candidates:
+        index = SignCodeIndex(stored, candidates=count, codes=codes)
+        add(index, f"sign codes, {count} candidates", stored.nbytes + codes.nbytes, built)
+    start = time.perf_counter()
+    ivf = ivf_index(stored)
+    built = time.perf_counter() - start
+    memory = ivf.ntotal * (ivf.code_size + 8) + ivf.nlist * ivf.d * 4
     for nprobe in nprobes:
-        approximate.nprobe = nprobe
-        found = approximate.search(wanted, k)[1]
-        rows.append(
-            {
-                **label,
-                "index": f"faiss IVF{approximate.index.nlist},Flat nprobe={nprobe}",
-                "memory_mb": faiss_bytes(approximate) / 2**20,
-                "build_s": built,
-                **time_search(approximate, wanted, k, batch),
-                "recall@10": recall_at_k(found, truth),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+        ivf.nprobe = nprobe
+        add(ivf, f"faiss IVF{ivf.nlist},Flat nprobe={nprobe}", memory, built)
     return rows
 
 
-def search(sizes: list[int], kinds: list[str], nprobes: list[int], queries: int) -> list[dict]:
+def real_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """all-MiniLM-L6-v2 vectors (384-d) of n descriptions as imgret writes them: a human
+    caption and the object counts of another COCO sample photo (~250 s per 10^5 on 2 cores;
+    cached in tmp/bench-vectors). Queries are captions kept out of the descriptions."""
+    folder = REPO / "tmp" / "bench-vectors"
+    stored_file, queries_file = folder / f"real-{n}.npy", folder / f"real-{n}-queries.npy"
+    if stored_file.exists() and queries_file.exists():
+        return np.load(stored_file), np.load(queries_file)[:queries]
+    from collections import Counter
+
+    from imgret.config import Config as Settings
+    from imgret.describe import count_sentence
+    from imgret.models.stages import load_stages
+
+    instances = json.loads((COCO_SAMPLE / "instances.json").read_text())
+    names = {c["id"]: c["name"] for c in instances["categories"]}
+    counts: dict[int, Counter] = {}
+    for box in instances["annotations"]:
+        counts.setdefault(box["image_id"], Counter())[names[box["category_id"]]] += 1
+    sentences = [count_sentence(c) for c in counts.values()]
+    rng = np.random.default_rng(0)
+    captions = coco_captions()
+    captions = [captions[i] for i in rng.permutation(len(captions))]
+    held_out, kept = captions[:200], captions[200:]
+    texts = [
+        f"{kept[rng.integers(len(kept))].rstrip('.')}. {sentences[rng.integers(len(sentences))]}"
+        for _ in range(n)
+    ]
+    config = Settings(captioner=None, detector=None, topics=None, embedder="minilm", device="cpu")
+    embedder = load_stages(config, which=["embedder"]).embedder
+    stored = embedder.embed([("", text) for text in texts])
+    wanted = embedder.embed([("", text) for text in held_out])
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(stored_file, stored)
+    np.save(queries_file, wanted)
+    return stored, wanted[:queries]
+
+
+def search(
+    sizes: list[int], kinds: list[str], candidates: list[int], nprobes: list[int], queries: int
+) -> list[dict]:
     rows = []
     for n in sizes:
         for kind in kinds:
-            stored = stored_vectors(n, kind)
-            wanted = query_vectors(stored, queries, kind)
-            rows += search_rows(stored, wanted, {"n": n, "data": kind}, nprobes)
+            if kind == "real":
+                stored, wanted = real_vectors(n, queries)
+            else:
+                stored = stored_vectors(n, kind)
+                wanted = query_vectors(stored, queries, kind)
+            label = {"n": n, "data": kind, "dimension": stored.shape[1]}
+            rows += search_rows(stored, wanted, label, candidates, nprobes)
             del stored, wanted
     return rows
 
 
-def search_file(path: Path, nprobes: list[int], queries: int) -> list[dict]:
+def search_file(path: Path, candidates: list[int], nprobes: list[int], queries: int) -> list[dict]:
     """Real vectors (``imgret export``'s feature_matrix.npy): random rows held out as queries."""
     matrix = np.load(path).astype(np.float32)
     held_out = np.random.default_rng(0).choice(len(matrix), queries, replace=False)
     kept = np.ones(len(matrix), dtype=bool)
     kept[held_out] = False
-    label = {"n": int(kept.sum()), "data": str(path)}
-    return search_rows(matrix[kept], matrix[held_out], label, nprobes)
+    label = {"n": int(kept.sum()), "data": str(path), "dimension": matrix.shape[1]}
+    return search_rows(matrix[kept], matrix[held_out], label, candidates, nprobes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--data", nargs="+", default=["clustered", "uniform"])
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["clustered", "uniform"],
+        choices=["clustered", "uniform", "real"],
+        help="real: MiniLM vectors of COCO-style descriptions (slow to build, then cached)",
+    )
+    parser.add_argument("--candidates", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--queries", type=int, default=100, help="search queries per setting")
     parser.add_argument("--vectors", type=Path, help="also search a real feature_matrix.npy")
@@ -291,9 +396,13 @@ def main() -> None:
         results["encoding"] = encoding(models, queries, args.device)
         print(json.dumps(results["encoding"], indent=1), flush=True)
     if not args.skip_search:
-        results["search"] = search(args.sizes, args.data, args.nprobe, args.queries)
+        results["search"] = search(
+            args.sizes, args.data, args.candidates, args.nprobe, args.queries
+        )
         if args.vectors:
-            results["search"] += search_file(args.vectors, args.nprobe, args.queries)
+            results["search"] += search_file(
+                args.vectors, args.candidates, args.nprobe, args.queries
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

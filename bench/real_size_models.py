@@ -33,13 +33,18 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
 from common import COCO_SAMPLE, REPO
 
-from tests.tiny_text_models import CORPUS, TWEET_TOPIC_LABELS
+from tests.tiny_text_models import (
+    CORPUS,
+    roberta_tokenizer,
+    save_instructor,
+    t5_tokenizer,
+    topic_classifier,
+)
 
 DEFAULT_ROOT = REPO / "tmp" / "bench-models"
 NAMES = {
@@ -118,36 +123,8 @@ def build_yolov8m(folder: Path) -> Path:
 
 def build_roberta_topics(folder: Path, corpus: list[str]) -> Path:
     """RoBERTa-base (125M) multi-label classifier with tweet-topic-21-multi's 19 labels."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        corpus,
-        vocab_size=50265,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
-    )
-    model_json = json.loads(bpe.to_str())["model"]
-    tokenizer = RobertaTokenizer(
-        vocab=model_json["vocab"],
-        merges=[tuple(merge) for merge in model_json["merges"]],
-        model_max_length=512,
-    )
-    config = RobertaConfig(
-        vocab_size=50265,
-        max_position_embeddings=514,
-        type_vocab_size=1,
-        layer_norm_eps=1e-5,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        id2label=dict(enumerate(TWEET_TOPIC_LABELS)),
-        label2id={label: i for i, label in enumerate(TWEET_TOPIC_LABELS)},
-        problem_type="multi_label_classification",
-    )
-    torch.manual_seed(0)
-    model = RobertaForSequenceClassification(config).eval()
+    tokenizer = roberta_tokenizer(corpus, vocab_size=50265)
+    model = topic_classifier(tokenizer, vocab_size=50265, type_vocab_size=1, layer_norm_eps=1e-5)
     # Untrained, every label would score about 0.5 and pass the 0.2 threshold: an instruction
     # naming all 19 topics, ten times the tokens of a real one. Two labels pass instead.
     with torch.no_grad():
@@ -160,49 +137,17 @@ def build_roberta_topics(folder: Path, corpus: list[str]) -> Path:
 
 def build_instructor_large(folder: Path, corpus: list[str]) -> Path:
     """T5-large encoder (24 layers, 1024 wide) → mean → Dense 1024→768 → Normalize."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import (
-        Dense,
-        Normalize,
-        Pooling,
-        Transformer,
-    )
-    from tokenizers import SentencePieceUnigramTokenizer
-    from transformers import T5Config, T5EncoderModel, T5Tokenizer
-
-    unigram = SentencePieceUnigramTokenizer()
-    unigram.train_from_iterator(
-        corpus,
-        vocab_size=32000,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    vocab = [tuple(piece) for piece in json.loads(unigram.to_str())["model"]["vocab"]]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
-    config = T5Config(
+    return save_instructor(
+        folder,
+        t5_tokenizer(corpus, vocab_size=32000),
+        768,
         vocab_size=32128,
         d_model=1024,
         d_kv=64,
         d_ff=4096,
         num_layers=24,
         num_heads=16,
-        feed_forward_proj="relu",
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as encoder_folder:
-        T5EncoderModel(config).eval().save_pretrained(encoder_folder)
-        tokenizer.save_pretrained(encoder_folder)
-        transformer = Transformer(encoder_folder, max_seq_length=512)
-    dense = Dense(1024, 768, bias=False, activation_function=torch.nn.Identity())
-    model = SentenceTransformer(
-        modules=[transformer, Pooling(1024, "mean"), dense, Normalize()], device="cpu"
-    )
-    model.save(str(folder))
-    return folder
 
 
 def real_size_models(root: Path = DEFAULT_ROOT) -> dict[str, Path]:

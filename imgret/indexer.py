@@ -24,6 +24,7 @@ from imgret.config import STAGES, VISION_STAGES, Config, key_string
 from imgret.images import DecodedImage, decode_batches, file_sha256, find_images
 from imgret.models.stages import Stages, load_stages
 from imgret.store import GalleryMismatchError, ImageRow, Skipped, Store, writer_lock
+from imgret.vector_cache import load_search_vectors
 
 TEXT_STAGES = ("topics", "embedder")
 
@@ -172,6 +173,9 @@ def build_index(
             _run_vision(store, gallery, plan.vision, stages, config, meta, report, bar)
             _run_text(store, plan.text, stages, config, meta, bar)
         store.set_meta(**meta, updated=time.time())
+    # Written now, while the vectors are fresh, the search cache spares the first search
+    # reading them out of SQLite (~12 s per 10^6).
+    load_search_vectors(index_dir, config.embedder)
     report.seconds = time.perf_counter() - started
     return report
 

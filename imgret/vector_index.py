@@ -64,15 +64,14 @@ def _best(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
-class ExactIndex:
-    """Every stored vector scored against every query: recall 1, cost linear in the vectors."""
+class _StoredVectors:
+    """The stored [n, d] matrix both indexes score exactly."""
 
-    def __init__(self, vectors: np.ndarray, chunk_rows: int | None = None):
+    def __init__(self, vectors: np.ndarray):
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be a [n, d] matrix, got shape {vectors.shape}")
         # float32 arrays (memory maps included) are used in place, not copied.
         self.vectors = vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
-        self.chunk_rows = chunk_rows or max(1, CHUNK_BYTES // (4 * max(1, vectors.shape[1])))
 
     @property
     def dimension(self) -> int:
@@ -81,10 +80,21 @@ class ExactIndex:
     def __len__(self) -> int:
         return self.vectors.shape[0]
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _checked(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+        """Queries as a float32 [q, d] matrix, and k capped at the number of vectors."""
         _check_k(k)
-        queries = _as_queries(queries, self.dimension)
-        k = min(k, len(self))
+        return _as_queries(queries, self.dimension), min(k, len(self))
+
+
+class ExactIndex(_StoredVectors):
+    """Every stored vector scored against every query: recall 1, cost linear in the vectors."""
+
+    def __init__(self, vectors: np.ndarray, chunk_rows: int | None = None):
+        super().__init__(vectors)
+        self.chunk_rows = chunk_rows or max(1, CHUNK_BYTES // (4 * max(1, vectors.shape[1])))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries, k = self._checked(queries, k)
         best_scores = np.empty((len(queries), 0), dtype=np.float32)
         best_ids = np.empty((len(queries), 0), dtype=np.int64)
         # Fewer rows per step when many queries come at once keeps the score buffer bounded.
@@ -129,7 +139,7 @@ def _faiss():
     return faiss
 
 
-class SignCodeIndex:
+class SignCodeIndex(_StoredVectors):
     """Candidates by the Hamming distance of sign bits, ranked by their exact scores.
 
     The signs of a vector's components keep most of its direction (they are a random-
@@ -142,26 +152,15 @@ class SignCodeIndex:
     """
 
     def __init__(self, vectors: np.ndarray, candidates: int = 500, codes: np.ndarray | None = None):
-        if vectors.ndim != 2:
-            raise ValueError(f"vectors must be a [n, d] matrix, got shape {vectors.shape}")
-        self.vectors = vectors
+        super().__init__(vectors)
         self.candidates = candidates
-        codes = sign_codes(vectors) if codes is None else codes
+        codes = sign_codes(self.vectors) if codes is None else codes
         self.index = _faiss().IndexBinaryFlat(codes.shape[1] * 8)
         self.index.add(np.ascontiguousarray(codes))
 
-    @property
-    def dimension(self) -> int:
-        return self.vectors.shape[1]
-
-    def __len__(self) -> int:
-        return self.vectors.shape[0]
-
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`ExactIndex.search`, among each query's candidates."""
-        _check_k(k)
-        queries = _as_queries(queries, self.dimension)
-        k = min(k, len(self))
+        queries, k = self._checked(queries, k)
         wanted = min(len(self), max(self.candidates, 10 * k))
         _, candidates = self.index.search(sign_codes(queries), wanted)
         scores, ids = [], []

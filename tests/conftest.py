@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="imgret-yolo-"))
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import pytest
+import torch  # noqa: F401  (before ultralytics, which otherwise sets OMP_NUM_THREADS=1)
 
-import pytest  # noqa: E402
-import torch  # noqa: E402,F401  (before ultralytics, which otherwise sets OMP_NUM_THREADS=1)
+import tests.offline_env  # noqa: F401  (before the model libraries read the environment)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMGRET_SHARED", REPO.parent / "shared"))

@@ -407,7 +407,7 @@ def test_yolox_nano_possible_classes_leave_the_counts_as_they_were():
     images = [Image.open(path) for path in files]
     on = load_detector(str(YOLOX_NANO), Config(device="cpu"))
     off = load_detector(str(YOLOX_NANO), Config(device="cpu", detector_possible_floor=0))
-    assert (on.lowest, off.lowest) == (0.05, 0.25)
+    assert (on.counting.lowest, off.counting.lowest) == (0.05, 0.25)
     with_possible, without = on.detect(images), off.detect(images)
     assert [{k: n for k, n in found.items() if n} for found in with_possible] == without
     possible = [[k for k, n in found.items() if n == 0] for found in with_possible]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
@@ -111,29 +113,31 @@ def build_tiny_blip(folder: Path) -> Path:
     return Path(folder)
 
 
-def build_tiny_topics(folder: Path) -> Path:
-    """A RoBERTa multi-label sequence classifier with tweet-topic-21-multi's 19 labels."""
-    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
+def roberta_tokenizer(corpus: Iterable[str], vocab_size: int):
+    """RoBERTa's tokenizer family (byte-level BPE), trained on ``corpus``."""
+    from transformers import RobertaTokenizer
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        CORPUS,
-        vocab_size=500,
+        corpus,
+        vocab_size=vocab_size,
         special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
         show_progress=False,
     )
     model_json = json.loads(bpe.to_str())["model"]
-    tokenizer = RobertaTokenizer(
+    return RobertaTokenizer(
         vocab=model_json["vocab"],
         merges=[tuple(merge) for merge in model_json["merges"]],
         model_max_length=512,
     )
+
+
+def topic_classifier(tokenizer, **size: Any):
+    """An untrained RoBERTa multi-label classifier with tweet-topic-21-multi's labels, seeded;
+    ``size`` sets the architecture's dimensions (RoBERTa-base by default)."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
     config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
         max_position_embeddings=514,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -141,10 +145,24 @@ def build_tiny_topics(folder: Path) -> Path:
         id2label=dict(enumerate(TWEET_TOPIC_LABELS)),
         label2id={label: i for i, label in enumerate(TWEET_TOPIC_LABELS)},
         problem_type="multi_label_classification",
-        initializer_range=0.2,
+        **size,
     )
     torch.manual_seed(0)
-    model = RobertaForSequenceClassification(config).eval()
+    return RobertaForSequenceClassification(config).eval()
+
+
+def build_tiny_topics(folder: Path) -> Path:
+    """A RoBERTa multi-label sequence classifier with tweet-topic-21-multi's 19 labels."""
+    tokenizer = roberta_tokenizer(CORPUS, vocab_size=500)
+    model = topic_classifier(
+        tokenizer,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        initializer_range=0.2,
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)
@@ -162,6 +180,39 @@ def build_tiny_instructor(folder: Path) -> Path:
     (True), and the Dense layer has no bias and an identity activation: excluding the
     instruction's tokens from the mean is the loader's job, as it is for the real model.
     """
+    tokenizer = t5_tokenizer(CORPUS, vocab_size=300)
+    return save_instructor(
+        folder,
+        tokenizer,
+        INSTRUCTOR_DIMENSION,
+        vocab_size=len(tokenizer),
+        d_model=INSTRUCTOR_WIDTH,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+    )
+
+
+def t5_tokenizer(corpus: Iterable[str], vocab_size: int):
+    """T5's tokenizer family (SentencePiece Unigram), trained on ``corpus``."""
+    from transformers import T5Tokenizer
+
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(
+        corpus,
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    vocab = [tuple(piece) for piece in json.loads(unigram.to_str())["model"]["vocab"]]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+
+
+def save_instructor(folder: Path | str, tokenizer, dimension: int, **size: Any) -> Path:
+    """A seeded, untrained T5 encoder (``size``: its T5Config dimensions) → mean → Dense to
+    ``dimension`` without bias → Normalize, saved as INSTRUCTOR's sentence-transformers folder."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import (
         Dense,
@@ -169,45 +220,24 @@ def build_tiny_instructor(folder: Path) -> Path:
         Pooling,
         Transformer,
     )
-    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+    from transformers import T5Config, T5EncoderModel
 
-    folder = Path(folder)
-    unigram = SentencePieceUnigramTokenizer()
-    unigram.train_from_iterator(
-        CORPUS,
-        vocab_size=300,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",
-        show_progress=False,
-    )
-    vocab = [tuple(piece) for piece in json.loads(unigram.to_str())["model"]["vocab"]]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
     config = T5Config(
-        vocab_size=len(tokenizer),
-        d_model=INSTRUCTOR_WIDTH,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
         feed_forward_proj="relu",
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
+        **size,
     )
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as encoder_folder:
         T5EncoderModel(config).eval().save_pretrained(encoder_folder)
         tokenizer.save_pretrained(encoder_folder)
         transformer = Transformer(encoder_folder, max_seq_length=512)
-    dense = Dense(
-        INSTRUCTOR_WIDTH,
-        INSTRUCTOR_DIMENSION,
-        bias=False,
-        activation_function=torch.nn.Identity(),
-    )
+    width = config.d_model
+    dense = Dense(width, dimension, bias=False, activation_function=torch.nn.Identity())
     model = SentenceTransformer(
-        modules=[transformer, Pooling(INSTRUCTOR_WIDTH, "mean"), dense, Normalize()],
-        device="cpu",
+        modules=[transformer, Pooling(width, "mean"), dense, Normalize()], device="cpu"
     )
     model.save(str(folder))
-    return folder
+    return Path(folder)

@@ -52,13 +52,10 @@ class BlipCaptioner:
         self.num_beams = config.caption_num_beams
         self.max_length = config.caption_max_length
         self.batch_size = config.batch_size
-        self.device = loading.pick_device(config.device)
-        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        location = loading.resolve(model, config.models_dir)
-        self.processor, self.model = loading.load_or_explain(
-            "captioner", model, FILES, config.models_dir, lambda: self._load(location)
+        self.device, self.dtype = loading.placement(config.device)
+        (self.processor, self.model), self.revision = loading.load_located(
+            "captioner", model, FILES, config.models_dir, self._load
         )
-        self.revision = loading.hub_revision(location)
 
     def _load(self, location: str) -> tuple[BlipProcessor, BlipForConditionalGeneration]:
         processor = BlipProcessor.from_pretrained(location)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,32 @@ def lowest_score(config: Config) -> float:
     if floor <= 0 or config.detector_possible_limit <= 0:
         return confidence
     return min(floor, confidence)
+
+
+@dataclass(frozen=True)
+class Counting:
+    """The configured thresholds that turn one image's boxes into counts, in both back ends."""
+
+    confidence: float
+    floor: float
+    limit: int
+    iou: float
+    lowest: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> Counting:
+        return cls(
+            confidence=config.detector_confidence,
+            floor=config.detector_possible_floor,
+            limit=config.detector_possible_limit,
+            iou=config.detector_iou,
+            lowest=lowest_score(config),
+        )
+
+    def count(
+        self, class_ids: np.ndarray, scores: np.ndarray, names: Sequence[str] | Mapping[int, str]
+    ) -> dict[str, int]:
+        return count_classes(class_ids, scores, names, self.confidence, self.floor, self.limit)
 
 
 def count_classes(
@@ -180,11 +207,7 @@ class UltralyticsDetector:
         else:
             self.revision = None
         self.device = pick_device(config.device)
-        self.confidence = config.detector_confidence
-        self.floor = config.detector_possible_floor
-        self.limit = config.detector_possible_limit
-        self.lowest = lowest_score(config)
-        self.iou = config.detector_iou
+        self.counting = Counting.from_config(config)
         self.names: dict[int, str] = self.model.names
         self.precision = _half_precision() if self.device.startswith("cuda") else {}
 
@@ -207,8 +230,8 @@ class UltralyticsDetector:
                 for group in groups
                 for result in self.model.predict(
                     group,
-                    conf=self.lowest,
-                    iou=self.iou,
+                    conf=self.counting.lowest,
+                    iou=self.counting.iou,
                     device=self.device,
                     **self.precision,
                     batch=len(group),
@@ -218,13 +241,8 @@ class UltralyticsDetector:
         finally:
             torch.set_num_threads(threads)
         return [
-            count_classes(
-                result.boxes.cls.cpu().numpy(),
-                result.boxes.conf.cpu().numpy(),
-                self.names,
-                self.confidence,
-                self.floor,
-                self.limit,
+            self.counting.count(
+                result.boxes.cls.cpu().numpy(), result.boxes.conf.cpu().numpy(), self.names
             )
             for result in results
         ]

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from imgret.config import Config
-from imgret.models.detector import count_classes, lowest_score
+from imgret.models.detector import Counting
 from imgret.models.loading import pick_device
 
 YOLOX = "yolox"
@@ -257,11 +257,7 @@ class OnnxDetector:
         if self.path is None:
             raise ValueError(f"{model} is not an .onnx file or a folder holding one")
         self.revision = file_digest(self.path)
-        self.confidence = config.detector_confidence
-        self.floor = config.detector_possible_floor
-        self.limit = config.detector_possible_limit
-        self.lowest = lowest_score(config)
-        self.iou = config.detector_iou
+        self.counting = Counting.from_config(config)
         self.session = ort.InferenceSession(
             str(self.path), providers=_providers(pick_device(config.device))
         )
@@ -290,10 +286,8 @@ class OnnxDetector:
         """Per image, how many boxes of each class pass the confidence threshold after NMS,
         and the classes seen only below it counted 0 (:func:`count_classes`)."""
         return [
-            count_classes(
-                found.class_ids, found.scores, self.names, self.confidence, self.floor, self.limit
-            )
-            for found in self.predict(images, self.lowest)
+            self.counting.count(found.class_ids, found.scores, self.names)
+            for found in self.predict(images, self.counting.lowest)
         ]
 
     def count(self, found: Detections) -> dict[str, int]:
@@ -335,7 +329,7 @@ class OnnxDetector:
             boxes, class_scores = (
                 decode_yolox(raw, self.size) if self.layout == YOLOX else decode_ultralytics(raw)
             )
-            boxes, scores, class_ids = select(boxes, class_scores, confidence, self.iou)
+            boxes, scores, class_ids = select(boxes, class_scores, confidence, self.counting.iou)
         return Detections(
             box.to_image(boxes), scores.astype(np.float32), class_ids.astype(np.int64)
         )

@@ -26,13 +26,10 @@ class TopicModel:
     def __init__(self, model: str, config: Config) -> None:
         self.model_id = model
         self.batch_size = config.text_batch_size
-        self.device = loading.pick_device(config.device)
-        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        location = loading.resolve(model, config.models_dir)
-        self.tokenizer, self.model = loading.load_or_explain(
-            "topics", model, FILES, config.models_dir, lambda: self._load(location)
+        self.device, self.dtype = loading.placement(config.device)
+        (self.tokenizer, self.model), self.revision = loading.load_located(
+            "topics", model, FILES, config.models_dir, self._load
         )
-        self.revision = loading.hub_revision(location)
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         # Some hub tokenizers leave model_max_length unset (a huge number); 512 is what
         # BERT-family classifiers' position tables hold.
