@@ -8,8 +8,8 @@
 # A GPU machine usually has torch (with CUDA) and often transformers; what it lacks is
 # installed from .whl/ (bring that folder along) or, failing that, from PyPI. The wheels of this
 # project's versions weigh: opencv-python-headless 61 MB (Ultralytics needs cv2), transformers
-# 14 MB, tokenizers 3.4 MB, ultralytics 1.4 MB, huggingface_hub, safetensors, sentence-
-# transformers and ultralytics-thop under 1 MB each. Only missing or too-old packages are
+# 14 MB, faiss-cpu (search rows) 19 MB, tokenizers 3.4 MB, ultralytics 1.4 MB, huggingface_hub,
+# safetensors, sentence-transformers and ultralytics-thop under 1 MB each. Only missing or too-old packages are
 # installed (with --no-deps, so a working torch is never replaced).
 # Models are built here (random weights, real sizes: bench/real_size_models.py, ~2.7 GB in
 # tmp/bench-models); the COCO sample is used when IMGRET_SHARED points at a folder holding
@@ -30,6 +30,7 @@ PACKAGES=(
   "ultralytics==8.4.190 ultralytics"
   "ultralytics-thop==2.2.3 thop"
   "opencv-python-headless==5.0.0.93 cv2"
+  "faiss-cpu==1.15.1 faiss"
 )
 
 if [[ "${1:-}" == "fetch-wheels" ]]; then
@@ -62,7 +63,7 @@ import importlib, sys
 from importlib import metadata
 module, want = sys.argv[1], sys.argv[2]
 importlib.import_module(module)
-names = {"cv2": "opencv-python-headless", "thop": "ultralytics-thop"}
+names = {"cv2": "opencv-python-headless", "thop": "ultralytics-thop", "faiss": "faiss-cpu"}
 try:
     have = metadata.version(names.get(module, module).replace("_", "-"))
 except metadata.PackageNotFoundError:
