@@ -355,11 +355,12 @@ class Store:
 
     def vectors_generation(self) -> str | None:
         """A token that every write of vectors or paths replaces, in the same transaction:
-        files derived from the vectors (the search cache) are current while it is unchanged."""
+        files derived from the vectors (the search cache) are current while it is unchanged.
+        Tokens sort by the time they were made (nanoseconds, then random digits)."""
         return self.meta().get("vectors_generation")
 
     def _vectors_changed(self) -> None:
-        self.set_meta(vectors_generation=uuid.uuid4().hex)
+        self.set_meta(vectors_generation=f"{time.time_ns():016x}{uuid.uuid4().hex[:8]}")
 
     @property
     def gallery(self) -> Path | None:

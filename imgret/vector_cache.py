@@ -43,7 +43,7 @@ class SearchVectors:
         if self.folder is None or self.generation is None:
             return compute(self.matrix)
         path = self.folder / f"{name}-{self.generation}.npy"
-        if path.exists():
+        with contextlib.suppress(OSError, ValueError):
             return np.load(path, mmap_mode="r")
         array = compute(self.matrix)
         with contextlib.suppress(OSError):
@@ -63,20 +63,24 @@ def load_search_vectors(index_dir: Path | str, embedder: str) -> SearchVectors:
     with Store.open(index_dir, readonly=True) as store, store.snapshot():
         generation = store.vectors_generation()
         total = store.count()
-        if generation is not None:
-            paths_file = folder / f"paths-{generation}.json"
-            if paths_file.exists():
-                return SearchVectors(
-                    json.loads(paths_file.read_text()),
-                    np.load(folder / f"vectors-{generation}.npy", mmap_mode="r"),
-                    total,
-                    folder,
-                    generation,
-                )
+        cached = _read(folder, generation) if generation is not None else None
+        if cached is not None:
+            return SearchVectors(*cached, total, folder, generation)
         relpaths, matrix = store.vectors(embedder)
     if generation is None or not relpaths or not _save(folder, generation, relpaths, matrix):
         return SearchVectors(relpaths, matrix, total, None, None)
     return SearchVectors(relpaths, matrix, total, folder, generation)
+
+
+def _read(folder: Path, generation: str) -> tuple[list[str], np.ndarray] | None:
+    """The cached paths and vectors of ``generation``, or None: not written yet, or removed
+    meanwhile by a search that saw a newer generation."""
+    try:
+        relpaths = json.loads((folder / f"paths-{generation}.json").read_text())
+        matrix = np.load(folder / f"vectors-{generation}.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    return (relpaths, matrix) if len(relpaths) == len(matrix) else None
 
 
 def _save(folder: Path, generation: str, relpaths: list[str], matrix: np.ndarray) -> bool:
@@ -89,7 +93,9 @@ def _save(folder: Path, generation: str, relpaths: list[str], matrix: np.ndarray
     except OSError:
         return False
     for old in folder.iterdir():
-        if generation not in old.name and old.suffix in {".npy", ".json"}:
+        # Generations sort by the time they were made: only older files go, so a search that
+        # read the store just before a change never removes the files of the change.
+        if old.suffix in {".npy", ".json"} and old.stem.rsplit("-", 1)[-1] < generation:
             # A search still holding an older matrix keeps reading it (POSIX unlink);
             # where the system refuses to remove an open file, the next write tries again.
             with contextlib.suppress(OSError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from imgret.store import Store
-from imgret.vector_cache import cache_folder, load_search_vectors
+from imgret.vector_cache import _save, cache_folder, load_search_vectors
 from tests.test_store import _row
 
 
@@ -70,3 +70,25 @@ def test_an_empty_index_writes_nothing(tmp_path):
     loaded = load_search_vectors(index, "e1")
     assert loaded.relpaths == [] and loaded.total == 0
     assert not (index / "search-cache").exists()
+
+
+def test_files_removed_under_a_search_fall_back_to_the_store(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1), _row("b.jpg", 2)])
+    first = load_search_vectors(index, "e1")
+    (first.folder / f"vectors-{first.generation}.npy").unlink()
+    again = load_search_vectors(index, "e1")
+    assert again.relpaths == ["a.jpg", "b.jpg"] and again.generation == first.generation
+    assert (first.folder / f"vectors-{first.generation}.npy").exists()
+
+
+def test_a_search_of_an_older_generation_leaves_newer_files(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1)])
+    old = load_search_vectors(index, "e1")
+    with Store.open(index) as store:
+        store.upsert([_row("b.jpg", 2)])
+    new = load_search_vectors(index, "e1")
+    assert old.generation < new.generation
+    # The slower search writes its older generation after the newer one was cached.
+    _save(old.folder, old.generation, old.relpaths, np.asarray(old.matrix))
+    assert load_search_vectors(index, "e1").relpaths == ["a.jpg", "b.jpg"]
+    assert (new.folder / f"vectors-{new.generation}.npy").exists()
