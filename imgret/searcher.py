@@ -55,7 +55,7 @@ class Searcher:
     first search. ``approximate`` ranks candidates found by sign codes instead of scanning
     every vector (:class:`~imgret.vector_index.SignCodeIndex`): worth it from some 10^5
     images on, at a recall of the true top 10 a little under 1 (bench/RESULTS.md). ``int8``
-    encodes queries with int8 copies of the text models (CPU): some 2–3× faster, vectors a
+    encodes queries with int8 copies of the text models (CPU): about 3× faster, vectors a
     little different (:mod:`imgret.models.int8`).
     """
 

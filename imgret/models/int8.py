@@ -1,11 +1,11 @@
 """int8 copies of the text models, for encoding queries fast on a CPU.
 
 A query is 15–50 tokens, and float32 matmuls that thin run well below a CPU's peak: on 2 cores
-RoBERTa-base + INSTRUCTOR-large took 2.4× their arithmetic floor per query. Dynamic int8
-quantisation of the linear layers (fbgemm kernels) brings them under that floor (bench/
-RESULTS.md). It changes the vectors a little, so it is applied to queries only: the stored
-vectors stay those of the float32 models, which on the COCO sample with all-MiniLM-L6-v2
-also retrieves better than int8 on both sides.
+RoBERTa-base + INSTRUCTOR-large took 2.4–2.8× their arithmetic floor per query. Dynamic int8
+quantisation of the linear layers (fbgemm kernels) brings them under that floor, 0.9×
+(bench/RESULTS.md). It changes the vectors a little, so it is applied to queries only: the
+stored vectors stay those of the float32 models (on the COCO sample with all-MiniLM-L6-v2,
+float32 documents with int8 queries retrieved better than int8 on both sides).
 
 PyTorch marks ``torch.ao.quantization`` deprecated, but its successor (torchao) has no fast
 CPU kernel for this yet (15× slower than float32 here), so imgret uses it while torch ships
