@@ -19,7 +19,7 @@ SHARED = Path(os.environ.get("IMGRET_SHARED", REPO.parent / "shared"))
 COCO_SAMPLE = SHARED / "data" / "coco-sample"
 
 sys.path.insert(0, str(REPO))
-import tests.offline_env  # noqa: E402,F401  (the tests' offline environment, before torch)
+import tests.offline_env  # noqa: E402,F401  (the tests' offline environment)
 
 PACKAGES = ("torch", "transformers", "sentence-transformers", "ultralytics", "numpy", "faiss-cpu")
 

@@ -296,8 +296,10 @@ def search_rows(
 
 def real_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
     """all-MiniLM-L6-v2 vectors (384-d) of n descriptions as imgret writes them: a human
-    caption and the object counts of another COCO sample photo (~250 s per 10^5 on 2 cores;
-    cached in tmp/bench-vectors). Queries are captions kept out of the descriptions."""
+    caption and the object counts of another COCO sample photo (~400 s per 5·10^4 on 2 cores;
+    cached in tmp/bench-vectors). Queries are captions kept out of the descriptions. The
+    sample has ~1,000 captions, so each recurs in n/1000 descriptions: near-duplicate groups
+    that make neighbours easier to find than in a real collection."""
     folder = REPO / "tmp" / "bench-vectors"
     stored_file, queries_file = folder / f"real-{n}.npy", folder / f"real-{n}-queries.npy"
     if stored_file.exists() and queries_file.exists():

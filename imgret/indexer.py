@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,14 @@ from imgret import describe
 from imgret.config import STAGES, VISION_STAGES, Config, key_string
 from imgret.images import DecodedImage, decode_batches, file_sha256, find_images
 from imgret.models.stages import Stages, load_stages
-from imgret.store import GalleryMismatchError, ImageRow, Skipped, Store, writer_lock
+from imgret.store import (
+    GalleryMismatchError,
+    ImageRow,
+    Skipped,
+    Store,
+    StoreError,
+    writer_lock,
+)
 from imgret.vector_cache import load_search_vectors
 
 TEXT_STAGES = ("topics", "embedder")
@@ -173,9 +181,12 @@ def build_index(
             _run_vision(store, gallery, plan.vision, stages, config, meta, report, bar)
             _run_text(store, plan.text, stages, config, meta, bar)
         store.set_meta(**meta, updated=time.time())
-    # Written now, while the vectors are fresh, the search cache spares the first search
-    # reading them out of SQLite (~12 s per 10^6).
-    load_search_vectors(index_dir, config.embedder)
+    # Written now, the search cache spares the first search reading the vectors out of
+    # SQLite (~12 s per 10^6); the index itself is complete either way.
+    try:
+        load_search_vectors(index_dir, config.embedder)
+    except (MemoryError, StoreError) as exc:
+        warnings.warn(f"the search cache was not written ({exc}); search will retry", stacklevel=2)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -54,9 +54,10 @@ class Searcher:
     from the index's search cache, so opening 10^6 of them costs milliseconds after the
     first search. ``approximate`` ranks candidates found by sign codes instead of scanning
     every vector (:class:`~imgret.vector_index.SignCodeIndex`): worth it from some 10^5
-    images on, at a recall of the true top 10 a little under 1 (bench/RESULTS.md). ``int8``
-    encodes queries with int8 copies of the text models (CPU): about 3× faster, vectors a
-    little different (:mod:`imgret.models.int8`).
+    images on; it can miss a true neighbour (recall of the true top 10 near 1 on sentence
+    embeddings, far lower on random vectors: bench/RESULTS.md). ``int8`` encodes queries on
+    the CPU with int8 copies of the text models: about 3× faster, vectors a little different
+    (:mod:`imgret.models.int8`).
     """
 
     def __init__(
@@ -68,6 +69,13 @@ class Searcher:
         approximate: bool = False,
         int8: bool = False,
     ) -> None:
+        if int8:
+            if device not in (None, "cpu"):
+                raise ValueError(
+                    f"int8 query encoding runs on the CPU, not {device}; drop --int8 "
+                    "(float16 on a GPU is faster) or search with --device cpu"
+                )
+            device = "cpu"
         self.index_dir = Path(index_dir)
         self.approximate = approximate
         self.int8 = int8

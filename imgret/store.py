@@ -255,6 +255,9 @@ class Store:
         store = cls(index_dir, connection)
         try:
             store._prepare(create and not readonly)
+            if not readonly and store.vectors_generation() is None:
+                # Indexes made before the token existed get one from their first writer.
+                store._vectors_changed()
             if readonly:
                 connection.execute("PRAGMA query_only = ON")
         except BaseException:
@@ -338,7 +341,8 @@ class Store:
         try:
             yield
         finally:
-            self._db.execute("COMMIT")
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
 
     # meta -------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,15 +94,27 @@ def _save(folder: Path, generation: str, relpaths: list[str], matrix: np.ndarray
         _write(folder / f"paths-{generation}.json", lambda f: f.write(listing))
     except OSError:
         return False
-    for old in folder.iterdir():
-        # Generations sort by the time they were made: only older files go, so a search that
-        # read the store just before a change never removes the files of the change.
-        if old.suffix in {".npy", ".json"} and old.stem.rsplit("-", 1)[-1] < generation:
-            # A search still holding an older matrix keeps reading it (POSIX unlink);
-            # where the system refuses to remove an open file, the next write tries again.
-            with contextlib.suppress(OSError):
-                old.unlink()
+    _remove_stale(folder, generation)
     return True
+
+
+def _remove_stale(folder: Path, generation: str) -> None:
+    """Older generations' files, other embedders' folders (the index has one embedder at a
+    time) and temporary files a killed search left over an hour ago."""
+    for other in folder.parent.iterdir():
+        if other.is_dir() and other != folder:
+            shutil.rmtree(other, ignore_errors=True)
+    for old in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if old.suffix == ".tmp":
+                if time.time() - old.stat().st_mtime > 3600:
+                    old.unlink()
+            # Generations sort by the time they were made: only older files go, so a search
+            # that read the store just before a change never removes the change's files. A
+            # search still holding an older matrix keeps reading it (POSIX unlink); where the
+            # system refuses to remove an open file, the next write tries again.
+            elif old.stem.rsplit("-", 1)[-1] < generation:
+                old.unlink()
 
 
 def _write(path: Path, write: Callable) -> None:

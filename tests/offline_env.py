@@ -1,7 +1,8 @@
 """The environment every test and benchmark runs in: no hub, no Ultralytics downloads or
 installs, a throw-away Ultralytics settings folder.
 
-Import it before torch, transformers or ultralytics: they read these variables on import.
+Import it before transformers, huggingface_hub, sentence-transformers or ultralytics: they read
+these variables on import (torch does not).
 """
 
 import os

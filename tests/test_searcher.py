@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from imgret.config import Config
@@ -79,7 +80,19 @@ def test_scores_are_cosines_ranked_best_first(index):
 
 
 @needs_shared(COCO_SAMPLE)
+def test_the_index_maps_its_vectors_from_the_cache_its_build_wrote(index):
+    with Store.open(index, readonly=True) as store:
+        paths, matrix = store.vectors()
+    searcher = Searcher(index)
+    assert isinstance(searcher.vectors.vectors, np.memmap)
+    assert searcher.relpaths == paths
+    np.testing.assert_array_equal(searcher.vectors.vectors, matrix)
+
+
+@needs_shared(COCO_SAMPLE)
 def test_approximate_search_agrees_on_a_small_index(index):
+    """Wiring only: eight images are fewer than the candidates, so every one is re-scored
+    (recall on large sets is tests/test_vector_index.py's and bench/query_latency.py's)."""
     queries = ["two dogs playing in the snow", "a plate of food", "a man riding a horse"]
     exact = Searcher(index).search_many(queries, k=5)
     approximate = Searcher(index, approximate=True).search_many(queries, k=5)
@@ -95,6 +108,8 @@ def test_bad_arguments_say_what_is_wrong(index):
         searcher.search("a dog", k=0)
     with pytest.raises(ValueError, match="empty"):
         searcher.search("  ")
+    with pytest.raises(ValueError, match="--device cpu"):
+        Searcher(index, device="cuda", int8=True)
     assert searcher.search_many([], k=3) == []
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 
-from imgret.store import Store
+from imgret.store import DB_NAME, Store
 from imgret.vector_cache import _save, cache_folder, load_search_vectors
 from tests.test_store import _row
 
@@ -29,18 +31,23 @@ def test_second_load_maps_the_files_the_first_wrote(tmp_path):
     assert other.relpaths == ["x.jpg"] and other.folder != first.folder
 
 
-def test_a_write_makes_the_next_load_read_the_store_and_drop_old_files(tmp_path):
-    index = _index(tmp_path, [_row("a.jpg", 1), _row("b.jpg", 2)])
+def test_a_write_makes_the_next_load_read_the_store_and_drop_stale_files(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1), _row("b.jpg", 2), _row("x.jpg", 9, "e2")])
+    load_search_vectors(index, "e2")
+    load_search_vectors(index, "e1")
     old = load_search_vectors(index, "e1")
+    assert isinstance(old.matrix, np.memmap)
     with Store.open(index) as store:
         store.upsert([_row("c.jpg", 3)])
         store.delete(["a.jpg"])
     new = load_search_vectors(index, "e1")
     assert new.generation != old.generation
     assert new.relpaths == ["b.jpg", "c.jpg"]
-    assert np.asarray(old.matrix).shape == (2, 8)
+    # The older mapping stays readable after its files are gone.
+    np.testing.assert_array_equal(old.matrix[1], new.matrix[0])
     names = sorted(p.name for p in cache_folder(index, "e1").iterdir())
     assert names == [f"paths-{new.generation}.json", f"vectors-{new.generation}.npy"]
+    assert not cache_folder(index, "e2").exists()
 
 
 def test_derived_arrays_are_computed_once_per_generation(tmp_path):
@@ -92,3 +99,12 @@ def test_a_search_of_an_older_generation_leaves_newer_files(tmp_path):
     _save(old.folder, old.generation, old.relpaths, np.asarray(old.matrix))
     assert load_search_vectors(index, "e1").relpaths == ["a.jpg", "b.jpg"]
     assert (new.folder / f"vectors-{new.generation}.npy").exists()
+
+
+def test_an_index_from_before_the_token_gets_one_from_its_first_writer(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1)])
+    with sqlite3.connect(index / DB_NAME) as db:
+        db.execute("DELETE FROM meta WHERE key = 'vectors_generation'")
+    assert load_search_vectors(index, "e1").folder is None
+    Store.open(index).close()
+    assert load_search_vectors(index, "e1").folder is not None
