@@ -1,7 +1,8 @@
 """What every benchmark needs: an offline environment, the machine it ran on, a matmul rate.
 
-Import this module before torch: it sets the offline variables (and a throw-away Ultralytics
-settings folder) that must be in place before the model libraries are imported.
+Import this module before the model libraries (transformers, sentence-transformers,
+ultralytics): it sets the tests' offline variables (tests/offline_env.py), which they read on
+import.
 """
 
 from __future__ import annotations

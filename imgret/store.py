@@ -441,24 +441,26 @@ class Store:
         During an interrupted change of embedder the rows hold vectors of two models; only
         vectors of one model can be compared, so search asks for its own.
         """
-        query = "SELECT path, vector FROM images"
-        args: tuple[str, ...] = ()
-        if embedder is not None:
-            query += " WHERE embedder = ?"
-            args = (embedder,)
-        paths, blobs = [], []
-        for path, blob in self._db.execute(query + " ORDER BY path", args):
-            paths.append(path)
-            blobs.append(blob)
-        if not blobs:
+        where, args = ("WHERE embedder = ?", (embedder,)) if embedder is not None else ("", ())
+        paths: list[str] = []
+        matrix: np.ndarray | None = None
+        # Rows go straight into one preallocated matrix: half the peak memory of joining the
+        # blobs first (1.6 instead of 3.2 GB for 10^6 384-d rows) and half the time.
+        with self.snapshot():
+            count = self._db.execute(f"SELECT COUNT(*) FROM images {where}", args).fetchone()[0]
+            rows = self._db.execute(f"SELECT path, vector FROM images {where} ORDER BY path", args)
+            for i, (path, blob) in enumerate(rows):
+                if matrix is None:
+                    matrix = np.empty((count, len(blob) // 4), dtype=np.float32)
+                elif len(blob) != 4 * matrix.shape[1]:
+                    raise IndexFormatError(
+                        f"the index in {self.index_dir} mixes vectors of different sizes; "
+                        "run `imgret index` to finish re-embedding"
+                    )
+                paths.append(path)
+                matrix[i] = np.frombuffer(blob, dtype=np.float32)
+        if matrix is None:
             return [], np.zeros((0, 0), dtype=np.float32)
-        sizes = {len(b) for b in blobs}
-        if len(sizes) > 1:
-            raise IndexFormatError(
-                f"the index in {self.index_dir} mixes vectors of different sizes; "
-                "run `imgret index` to finish re-embedding"
-            )
-        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
         return paths, matrix
 
     # notes ------------------------------------------------------------------------------
