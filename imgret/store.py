@@ -256,7 +256,7 @@ class Store:
         try:
             store._prepare(create and not readonly)
             if not readonly and store.vectors_generation() is None:
-                # Indexes made before the token existed get one from their first writer.
+                # A new index, or one made before the token existed, gets one here.
                 store._vectors_changed()
             if readonly:
                 connection.execute("PRAGMA query_only = ON")
@@ -288,7 +288,6 @@ class Store:
                         self._db.execute(statement)
             now = time.time()
             self.set_meta(format_version=FORMAT_VERSION, created=now, updated=now)
-            self._vectors_changed()
             return
         if "meta" not in tables:
             raise IndexFormatError(

@@ -5,9 +5,9 @@ SQLite is the index's one truth, but reading 10^6 768-d vectors out of it takes 
 an ``.npy`` in milliseconds and the page cache shares it among processes. The files carry
 the store's vectors generation in their names, a token that every write of vectors replaces
 in its own transaction, and are read in the same snapshot as that token: a search never
-pairs vectors with paths of another state of the index. The first search after a change
-writes them (and removes the older ones); where the folder cannot be written, the vectors
-are used from memory and nothing is cached.
+pairs vectors with paths of another state of the index. ``imgret index`` writes them at the
+end of a build, or else the first search after a change does (and removes older ones); where
+the folder cannot be written, the vectors are used from memory and nothing is cached.
 """
 
 from __future__ import annotations

@@ -143,8 +143,9 @@ def _faiss():
 class SignCodeIndex(_StoredVectors):
     """Candidates by the Hamming distance of sign bits, ranked by their exact scores.
 
-    The signs of a vector's components keep most of its direction (they are a random-
-    projection hash of the angle) in 1/32 of its bytes, so finding candidates among 10^6
+    The signs of a vector's components keep much of its direction (the Hamming distance of
+    two sign codes tracks the angle between the vectors, as SimHash does with the coordinate
+    axes for hyperplanes) in 1/32 of its bytes, so finding candidates among 10^6
     768-d vectors reads 96 MB instead of 3 GB; the best ``candidates`` of them (at least
     ``10 k``) are then scored exactly from the float32 vectors, so scores and order among
     the hits are exact and only a true neighbour missed by the codes is lost. Recall of the
