@@ -30,6 +30,8 @@ from imgret.config import Config
 FORMAT_VERSION = 1
 DB_NAME = "index.sqlite3"
 LOCK_NAME = "index.lock"
+CACHE_DIR = "search-cache"
+"""Files derived from the vectors for fast search (:mod:`imgret.vector_cache`)."""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,6 +172,7 @@ class IndexInfo:
     created: float | None
     updated: float | None
     file_bytes: int
+    cache_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -182,7 +185,7 @@ class IndexInfo:
 
         lines = [
             f"index     {self.index_dir} (format {self.format_version}, "
-            f"{self.file_bytes / 1e6:.1f} MB)",
+            f"{self.file_bytes / 1e6:.1f} MB; search cache {self.cache_bytes / 1e6:.1f} MB)",
             f"gallery   {self.gallery or '-'}",
             f"images    {self.images} ({self.embedded} searchable with the current embedder, "
             f"dimension {self.dimension or '-'})",
@@ -504,6 +507,7 @@ class Store:
                 "SELECT COUNT(*) FROM images WHERE embedder = ?", (config.embedder,)
             ).fetchone()[0]
         files = [db_path(self.index_dir), *self.index_dir.glob(DB_NAME + "-*")]
+        cache = self.index_dir / CACHE_DIR
         return IndexInfo(
             index_dir=self.index_dir,
             gallery=meta.get("gallery"),
@@ -517,6 +521,7 @@ class Store:
             created=meta.get("created"),
             updated=meta.get("updated"),
             file_bytes=sum(f.stat().st_size for f in files if f.exists()),
+            cache_bytes=sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()),
         )
 
     def export(self, out_dir: Path | str) -> list[Path]:

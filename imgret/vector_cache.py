@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgret.store import Store
-
-CACHE_DIR = "search-cache"
+from imgret.store import CACHE_DIR, Store
 
 
 @dataclass

@@ -50,6 +50,18 @@ def test_a_write_makes_the_next_load_read_the_store_and_drop_stale_files(tmp_pat
     assert not cache_folder(index, "e2").exists()
 
 
+def test_info_counts_the_cache_apart_from_the_database(tmp_path):
+    index = _index(tmp_path, [_row("a.jpg", 1), _row("b.jpg", 2)])
+    with Store.open(index, readonly=True) as store:
+        assert store.info().cache_bytes == 0
+    loaded = load_search_vectors(index, "e1")
+    files = list(loaded.folder.iterdir())
+    with Store.open(index, readonly=True) as store:
+        info = store.info()
+    assert info.cache_bytes == sum(f.stat().st_size for f in files) > 2 * 8 * 4
+    assert "search cache" in info.summary()
+
+
 def test_derived_arrays_are_computed_once_per_generation(tmp_path):
     index = _index(tmp_path, [_row("a.jpg", 1), _row("b.jpg", 2)])
     calls = []

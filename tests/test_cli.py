@@ -1,0 +1,87 @@
+"""The command line, run in-process: each command end to end on real photos and a real embedder,
+and the errors a person meets, each an exit code and one line that says what to do."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from imgret.cli import main
+
+TEXT_ONLY = ["--captioner", "none", "--detector", "none", "--topics", "none"]
+MINILM = [*TEXT_ONLY, "--embedder", "minilm", "--device", "cpu"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def hits(capsys, *argv: str) -> list[dict]:
+    code, out, err = run(capsys, "search", *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_index_note_search_info_export(small_gallery, tmp_path, capsys):
+    index = tmp_path / "index"
+    code, out, err = run(capsys, "index", small_gallery, "--index", index, *MINILM, "--quiet")
+    assert code == 0, err
+    assert "6 new" in out
+
+    bus = small_gallery / "bus.jpg"
+    code, out, _ = run(capsys, "note", bus, "a red double-decker bus", "--index", index)
+    assert (code, out.strip()) == (0, "saved notes for 1 image(s); re-embedded 1")
+    notes = tmp_path / "notes.csv"
+    notes.write_text("path,text\nzidane.jpg,two footballers in suits and ties\n")
+    assert run(capsys, "note", "--csv", notes, "--index", index)[0] == 0
+
+    found = hits(capsys, "a bus", "--index", index, "-k", "3")
+    assert [h["rank"] for h in found] == [1, 2, 3]
+    assert found[0]["relpath"] == "bus.jpg" and found[0]["notes"] == "a red double-decker bus"
+    assert [h["score"] for h in found] == sorted((h["score"] for h in found), reverse=True)
+    fast = hits(capsys, "two men in suits", "--index", index, "-k", "2", "--approximate", "--int8")
+    assert fast[0]["relpath"] == "zidane.jpg"
+
+    plot = tmp_path / "hits.png"
+    code, out, err = run(capsys, "search", "a bus", "--index", index, "-k", "2", "--plot", plot)
+    assert code == 0 and out.splitlines()[0].split()[-1] == "bus.jpg"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "saved a grid" in err
+
+    code, out, _ = run(capsys, "info", "--index", index, "--json")
+    info = json.loads(out)
+    assert (code, info["images"], info["notes"], info["dimension"]) == (0, 6, 2, 384)
+    assert info["cache_bytes"] > 6 * 384 * 4
+
+    code, out, _ = run(capsys, "export", "--index", index, "--out", tmp_path / "export")
+    matrix = np.load(tmp_path / "export" / "feature_matrix.npy")
+    paths = json.loads((tmp_path / "export" / "paths.json").read_text())
+    assert code == 0 and matrix.shape == (6, 384) and len(paths) == 6
+
+
+def test_doctor_runs_every_configured_model_on_one_photo(small_gallery, capsys):
+    code, out, err = run(capsys, "doctor", small_gallery / "bus.jpg", *MINILM)
+    assert code == 0, out + err
+    assert "embedder" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "a bus", "--index", "{missing}"], "imgret index"),
+        (["search", "a bus", "--index", "{index}", "-k", "0"], "at least 1"),
+        (["search", "a bus", "--index", "{index}", "--int8", "--device", "cuda"], "--device cpu"),
+        (["note", "--index", "{index}"], "--csv FILE"),
+        (["index", "{missing}", "--index", "{index}", *MINILM], "is not a folder"),
+    ],
+)
+def test_errors_exit_non_zero_with_what_to_do(argv, message, small_gallery, tmp_path, capsys):
+    index = tmp_path / "index"
+    assert run(capsys, "index", small_gallery, "--index", index, *MINILM, "--quiet")[0] == 0
+    names = {"missing": tmp_path / "missing", "index": index}
+    code, out, err = run(capsys, *(a.format(**names) for a in argv))
+    assert code == 1 and out == ""
+    assert err.startswith("imgret: ") and message in err and len(err.strip().splitlines()) == 1
