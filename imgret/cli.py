@@ -23,7 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args) or 0
-    except ModelUnavailableError as exc:
+    except (ModelUnavailableError, ImportError) as exc:
+        # A model or an optional package is missing: the message names what to install.
         print(f"imgret: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:

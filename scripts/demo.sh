@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 query="${1:-a bus in the street .}"
 profile="${IMGRET_PROFILE:-cpu}"
-bash scripts/setup.sh "minilm,ocr"
+bash scripts/setup.sh "minilm,ocr,faiss"
 
 # gallery/ ships empty: seed it with the two real photos that come with ultralytics.
 if [ -z "$(find gallery -type f ! -name README.md -print -quit)" ]; then

@@ -4,6 +4,7 @@ and the errors a person meets, each an exit code and one line that says what to 
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -85,3 +86,14 @@ def test_errors_exit_non_zero_with_what_to_do(argv, message, small_gallery, tmp_
     code, out, err = run(capsys, *(a.format(**names) for a in argv))
     assert code == 1 and out == ""
     assert err.startswith("imgret: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_optional_package_says_what_to_install(
+    small_gallery, tmp_path, capsys, monkeypatch
+):
+    index = tmp_path / "index"
+    assert run(capsys, "index", small_gallery, "--index", index, *MINILM, "--quiet")[0] == 0
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    code, out, err = run(capsys, "search", "a bus", "--index", index, "--approximate")
+    assert (code, out) == (2, "")
+    assert "pip install 'imgret[faiss]'" in err and len(err.strip().splitlines()) == 1
