@@ -107,7 +107,7 @@ def test_sign_codes_find_neighbours_and_rank_them_by_exact_scores():
     """At a real embedder's dimension: fewer bits estimate angles too coarsely."""
     vectors = clustered(4000, 384, clusters=50, seed=14)
     queries = vectors[:100] + 0.3 * unit_rows(100, 384, 15)
-    exact_scores, truth = ExactIndex(vectors).search(queries, 10)
+    _, truth = ExactIndex(vectors).search(queries, 10)
     scores, ids = SignCodeIndex(vectors, candidates=100).search(queries, 10)
     assert recall_at_k(ids, truth) > 0.9
     np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, vectors[ids]), atol=1e-5)
@@ -123,3 +123,5 @@ def test_sign_codes_with_every_vector_a_candidate_are_exact():
     ):
         np.testing.assert_allclose(got, want, atol=1e-6)
     assert index.search(queries, 1000)[1].shape == (7, 300)
+    with pytest.raises(ValueError, match="299 sign codes for 300 vectors"):
+        SignCodeIndex(vectors, codes=sign_codes(vectors)[1:])
