@@ -15,10 +15,10 @@ from PIL import Image
 from imgret.config import Config
 from imgret.models import Detector
 from imgret.models.detector import (
+    Counting,
     UltralyticsDetector,
     count_classes,
     load_detector,
-    lowest_score,
 )
 from imgret.models.loading import ModelUnavailableError
 from imgret.models.onnx_detector import (
@@ -224,6 +224,9 @@ def test_count_classes_names_the_best_unsure_classes_as_possible():
 
 
 def test_lowest_score_is_the_floor_only_when_possible_classes_are_on():
+    def lowest_score(config: Config) -> float:
+        return Counting.from_config(config).lowest
+
     assert lowest_score(Config()) == 0.05
     assert lowest_score(Config(detector_possible_floor=0)) == 0.25
     assert lowest_score(Config(detector_possible_limit=0)) == 0.25

@@ -26,19 +26,6 @@ BOX_TASKS = ("detect", "segment")
 """Ultralytics tasks whose results carry axis-aligned boxes to count."""
 
 
-def lowest_score(config: Config) -> float:
-    """The score both back ends predict at: the possible-class floor when that is on.
-
-    One pass at the floor gives the same counts as a pass at ``detector_confidence``: greedy
-    NMS only lets a box suppress lower-scored ones, so the boxes a lower floor adds can never
-    remove a box at or above the threshold.
-    """
-    floor, confidence = config.detector_possible_floor, config.detector_confidence
-    if floor <= 0 or config.detector_possible_limit <= 0:
-        return confidence
-    return min(floor, confidence)
-
-
 @dataclass(frozen=True)
 class Counting:
     """The configured thresholds that turn one image's boxes into counts, in both back ends."""
@@ -47,7 +34,6 @@ class Counting:
     floor: float
     limit: int
     iou: float
-    lowest: float
 
     @classmethod
     def from_config(cls, config: Config) -> Counting:
@@ -56,8 +42,19 @@ class Counting:
             floor=config.detector_possible_floor,
             limit=config.detector_possible_limit,
             iou=config.detector_iou,
-            lowest=lowest_score(config),
         )
+
+    @property
+    def lowest(self) -> float:
+        """The score both back ends predict at: the possible-class floor when that is on.
+
+        One pass at the floor gives the same counts as a pass at ``confidence``: greedy NMS
+        only lets a box suppress lower-scored ones, so the boxes a lower floor adds can never
+        remove a box at or above the threshold.
+        """
+        if self.floor <= 0 or self.limit <= 0:
+            return self.confidence
+        return min(self.floor, self.confidence)
 
     def count(
         self, class_ids: np.ndarray, scores: np.ndarray, names: Sequence[str] | Mapping[int, str]
