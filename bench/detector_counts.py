@@ -105,7 +105,10 @@ def run_detector(model: str, files: list[Path], batch_size: int = 8, confidence:
 
 
 def counts_at(detector, found, threshold: float) -> list[dict[str, int]]:
-    return [detector.count(f.above(threshold)) for f in found]
+    """Boxes per class at or above ``threshold``, as imgret counts them (no possible classes)."""
+    from imgret.models.detector import count_classes
+
+    return [count_classes(f.class_ids, f.scores, detector.names, threshold, 0, 0) for f in found]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,10 +47,6 @@ class Detections:
     class_ids: np.ndarray
     """int64 [n]."""
 
-    def above(self, confidence: float) -> Detections:
-        keep = self.scores >= confidence
-        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep])
-
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -289,10 +285,6 @@ class OnnxDetector:
             self.counting.count(found.class_ids, found.scores, self.names)
             for found in self.predict(images, self.counting.lowest)
         ]
-
-    def count(self, found: Detections) -> dict[str, int]:
-        labels = [self.names[i] for i in found.class_ids.tolist()]
-        return {name: labels.count(name) for name in sorted(set(labels))}
 
     def predict(self, images: list[Image.Image], confidence: float) -> list[Detections]:
         """Boxes, scores and classes per image; a lower ``confidence`` serves threshold sweeps."""
