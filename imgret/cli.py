@@ -190,8 +190,6 @@ def _cmd_index(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     from imgret.searcher import Searcher
 
-    if args.k < 1:
-        raise ValueError("-k must be at least 1")
     searcher = Searcher(
         args.index, device=args.device, approximate=args.approximate, int8=args.int8
     )
