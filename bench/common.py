@@ -15,12 +15,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("IMGRET_SHARED", REPO.parent / "shared"))
-COCO_SAMPLE = SHARED / "data" / "coco-sample"
-
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tests.offline_env  # noqa: E402,F401  (the tests' offline environment)
+from tests.shared_data import COCO_SAMPLE, REPO, YOLOX_NANO  # noqa: E402,F401
 
 PACKAGES = ("torch", "transformers", "sentence-transformers", "ultralytics", "numpy", "faiss-cpu")
 

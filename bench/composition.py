@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch  # noqa: F401  (before the model libraries, as everywhere in imgret)
-from common import COCO_SAMPLE, REPO, SHARED, busy_note, machine
+from common import COCO_SAMPLE, REPO, YOLOX_NANO, busy_note, machine
 from tqdm import tqdm
 
 from imgret import describe
@@ -44,7 +44,6 @@ from imgret.models.stages import load_stages
 from imgret.profiles import apply_profile
 
 CAPTIONS = COCO_SAMPLE / "captions.json"
-YOLOX_NANO = SHARED / "models" / "yolox-nano" / "yolox_nano.onnx"
 CACHE = REPO / "tmp" / "composition"
 CONFIDENCE = 0.25
 """The cpu profile's detector threshold: what the stored counts hold."""

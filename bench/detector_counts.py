@@ -23,10 +23,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-COCO_SAMPLE = SHARED / "data" / "coco-sample"
-YOLOX_NANO = SHARED / "models" / "yolox-nano"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.shared_data import COCO_SAMPLE, YOLOX_NANO  # noqa: E402
+
 MANY = 5
 """The description writes counts up to four as words, then "many" (imgret.describe)."""
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.701, 0.05))

@@ -6,7 +6,6 @@ real ones, so the real loading code runs end to end without a hub.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,11 +13,7 @@ import pytest
 import torch  # noqa: F401  (before ultralytics, which otherwise sets OMP_NUM_THREADS=1)
 
 import tests.offline_env  # noqa: F401  (before the model libraries read the environment)
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("IMGRET_SHARED", REPO.parent / "shared"))
-COCO_SAMPLE = SHARED / "data" / "coco-sample"
-YOLOX_NANO = SHARED / "models" / "yolox-nano" / "yolox_nano.onnx"
+from tests.shared_data import COCO_SAMPLE, REPO, YOLOX_NANO  # noqa: F401  (re-exported)
 
 
 def needs_shared(path: Path):
