@@ -67,11 +67,9 @@ def first_captions(paths: list[Path]) -> dict[str, str]:
     if not captions.exists():
         corpus = coco_captions()
         return {p.name: corpus[i % len(corpus)] for i, p in enumerate(paths)}
-    data = json.loads(captions.read_text())
-    names = {image["id"]: image["file_name"] for image in data["images"]}
-    first: dict[str, str] = {}
-    for annotation in data["annotations"]:
-        first.setdefault(names[annotation["image_id"]], annotation["caption"].strip())
+    from imgret.datasets import load_dataset
+
+    first = {image.path.name: image.captions[0] for image in load_dataset(captions).images}
     return {p.name: first[p.name] for p in paths}
 
 

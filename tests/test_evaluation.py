@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from imgret.config import Config
+from imgret.datasets import load_dataset
 from imgret.evaluate import summarize, target_ranks
 from imgret.evaluation import evaluate_dataset, gallery_plan, instruction_modes, parse_rows
 from tests.conftest import COCO_SAMPLE, coco_images, needs_shared
@@ -139,11 +140,8 @@ def test_real_minilm_recall_with_caption_zero_as_note(tmp_path):
 
     config = Config(captioner=None, detector=None, topics=None, embedder="minilm", device="cpu")
     index = tmp_path / "index"
-    data = json.loads((COCO_SAMPLE / "captions.json").read_text())
-    names = {image["id"]: image["file_name"] for image in data["images"]}
-    captions: dict[str, list[str]] = {}
-    for annotation in sorted(data["annotations"], key=lambda a: a["id"]):
-        captions.setdefault(names[annotation["image_id"]], []).append(annotation["caption"])
+    dataset = load_dataset(COCO_SAMPLE / "captions.json")
+    captions = {image.path.name: image.captions for image in dataset.images}
 
     imgret.build_index(COCO_SAMPLE / "images", index, config, progress=False)
     imgret.set_notes(index, {name: caps[0] for name, caps in captions.items()})
