@@ -74,9 +74,13 @@ def coco_images(n: int | None = None) -> list[Path]:
 @pytest.fixture
 def small_gallery(tmp_path) -> Path:
     """A gallery of six real photos: four COCO images and ultralytics' bus and zidane."""
+    return make_small_gallery(tmp_path / "gallery")
+
+
+def make_small_gallery(gallery: Path) -> Path:
+    """The photos of :func:`small_gallery` in ``gallery``, for fixtures of a wider scope."""
     from ultralytics.utils import ASSETS
 
-    gallery = tmp_path / "gallery"
     (gallery / "sub").mkdir(parents=True)
     for i, image in enumerate(coco_images(4)):
         shutil.copy(image, gallery / ("sub" if i % 2 else "") / image.name)

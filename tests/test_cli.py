@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from imgret.cli import main
+from tests.conftest import make_small_gallery
 
 TEXT_ONLY = ["--captioner", "none", "--detector", "none", "--topics", "none"]
 MINILM = [*TEXT_ONLY, "--embedder", "minilm", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """One index of the small gallery, built by the CLI, for the tests that only read it."""
+    folder = tmp_path_factory.mktemp("cli")
+    gallery = make_small_gallery(folder / "gallery")
+    assert main(["index", str(gallery), "--index", str(folder / "index"), *MINILM, "--quiet"]) == 0
+    return folder / "index"
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -79,21 +90,15 @@ def test_doctor_runs_every_configured_model_on_one_photo(small_gallery, capsys):
         (["index", "{missing}", "--index", "{index}", *MINILM], "is not a folder"),
     ],
 )
-def test_errors_exit_non_zero_with_what_to_do(argv, message, small_gallery, tmp_path, capsys):
-    index = tmp_path / "index"
-    assert run(capsys, "index", small_gallery, "--index", index, *MINILM, "--quiet")[0] == 0
-    names = {"missing": tmp_path / "missing", "index": index}
+def test_errors_exit_non_zero_with_what_to_do(argv, message, built, tmp_path, capsys):
+    names = {"missing": tmp_path / "missing", "index": built}
     code, out, err = run(capsys, *(a.format(**names) for a in argv))
     assert code == 1 and out == ""
     assert err.startswith("imgret: ") and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_missing_optional_package_says_what_to_install(
-    small_gallery, tmp_path, capsys, monkeypatch
-):
-    index = tmp_path / "index"
-    assert run(capsys, "index", small_gallery, "--index", index, *MINILM, "--quiet")[0] == 0
+def test_a_missing_optional_package_says_what_to_install(built, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
-    code, out, err = run(capsys, "search", "a bus", "--index", index, "--approximate")
+    code, out, err = run(capsys, "search", "a bus", "--index", built, "--approximate")
     assert (code, out) == (2, "")
     assert "pip install 'imgret[faiss]'" in err and len(err.strip().splitlines()) == 1
