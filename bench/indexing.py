@@ -197,7 +197,7 @@ def run_imgret(config: Config, images: list[Path], warmup: Path, profile: Path |
     caption = stages.captioner.caption([image])[0]
     stages.detector.detect([image])
     stages.topics.classify([caption])
-    stages.embedder.embed([("Represent the photo title:", caption)])
+    stages.embedder.embed([(describe.instruction([]), caption)])
     seconds: dict[str, float] = defaultdict(float)
     _time_stages(stages, seconds, config.device)
     with tempfile.TemporaryDirectory(prefix="imgret-bench-") as tmp:

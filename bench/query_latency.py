@@ -37,7 +37,9 @@ import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
 from common import COCO_SAMPLE, REPO, busy_note, machine, matmul_gflops, read_gbs, sync
 from real_size_models import DEFAULT_ROOT, coco_captions, real_size_models
 
+from imgret import describe
 from imgret.config import Config
+from imgret.indexer import TEXT_STAGES, topics_and_instructions
 from imgret.vector_index import ExactIndex, SignCodeIndex, recall_at_k, sign_codes
 
 DIMENSION = 768
@@ -90,7 +92,6 @@ def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
     them, the model's linear layers alone at the median query's shapes: a floor that
     counts how much slower thin matmuls run than the 2048² one.
     """
-    from imgret.indexer import TEXT_STAGES
     from imgret.models.int8 import int8_text_stages
     from imgret.models.stages import load_stages
 
@@ -106,15 +107,13 @@ def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
     params = {name: compute_parameters(model) for name, model in models_.items()}
     width = {name: next(model.parameters()).element_size() for name, model in models_.items()}
     tokenizers = {"topics": stages.topics.tokenizer, "embedder": stages.embedder.model.tokenizer}
+    instructions = [i for _, i in topics_and_instructions(queries, stages, config)]
+    texts = {
+        "topics": queries,
+        "embedder": [i + q for i, q in zip(instructions, queries, strict=True)],
+    }
     tokens = {
-        name: [len(tokenizers[name](text).input_ids) for text in texts]
-        for name, texts in (
-            ("topics", queries),
-            (
-                "embedder",
-                [instruction + q for q, instruction in _instructions(stages, config, queries)],
-            ),
-        )
+        name: [len(tokenizers[name](text).input_ids) for text in texts[name]] for name in texts
     }
     result: dict[str, object] = {
         "queries": len(queries),
@@ -135,25 +134,12 @@ def encoding(models: dict[str, Path], queries: list[str], device: str) -> dict:
     return result
 
 
-def _instructions(stages, config: Config, queries: list[str]) -> list[tuple[str, str]]:
-    from imgret.indexer import topics_and_instructions
-
-    return [
-        (query, instruction)
-        for query, (_, instruction) in zip(
-            queries, topics_and_instructions(queries, stages, config), strict=True
-        )
-    ]
-
-
 def _timed_queries(stages, config, queries, tokens, params, width, device) -> dict:
     """One query at a time through topics then embedder, each against its floors."""
-    from imgret.indexer import topics_and_instructions
-
     names = ("topics", "embedder", "total")
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     topics_and_instructions(queries[:2], stages, config)  # warm-up
-    stages.embedder.embed([("Represent the photo title:", queries[0])])
+    stages.embedder.embed([(describe.instruction([]), queries[0])])
     for i, query in enumerate(queries):
         rate, bandwidth = matmul_gflops(device=device, repeats=1), read_gbs(device)
         start = time.perf_counter()
@@ -306,7 +292,6 @@ def real_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
         return np.load(stored_file), np.load(queries_file)[:queries]
     from collections import Counter
 
-    from imgret.config import Config as Settings
     from imgret.describe import count_sentence
     from imgret.models.stages import load_stages
 
@@ -324,7 +309,7 @@ def real_vectors(n: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
         f"{kept[rng.integers(len(kept))].rstrip('.')}. {sentences[rng.integers(len(sentences))]}"
         for _ in range(n)
     ]
-    config = Settings(captioner=None, detector=None, topics=None, embedder="minilm", device="cpu")
+    config = Config(captioner=None, detector=None, topics=None, embedder="minilm", device="cpu")
     embedder = load_stages(config, which=["embedder"]).embedder
     stored = embedder.embed([("", text) for text in texts])
     wanted = embedder.embed([("", text) for text in held_out])
