@@ -40,6 +40,7 @@ from imgret.datasets import CaptionedDataset, load_dataset
 from imgret.evaluate import TIE_TOLERANCE, Metrics, summarize, target_ranks
 from imgret.evaluation import evaluate_dataset
 from imgret.images import load_image
+from imgret.models.detector import count_classes
 from imgret.models.stages import load_stages
 from imgret.profiles import apply_profile
 
@@ -162,10 +163,11 @@ class Found:
         return list(dict.fromkeys(unsure))[:limit]
 
     def counts(self, confidence: float = CONFIDENCE, possible: int = 0) -> dict[str, int]:
-        """What imgret's store would hold: boxes per class, 0 for ``possible`` unsure classes."""
-        return counts(self.confident(confidence)) | dict.fromkeys(
-            self.possible(confidence, possible), 0
-        )
+        """What imgret's store would hold: boxes per class, 0 for ``possible`` unsure classes,
+        by imgret's own rule (the study's other variants reshape this)."""
+        labels = [b.label for b in self.boxes]
+        scores = np.array([b.score for b in self.boxes])
+        return count_classes(np.arange(len(labels)), scores, labels, confidence, FLOOR, possible)
 
 
 def counts(boxes: Sequence[Box]) -> dict[str, int]:
