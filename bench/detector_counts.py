@@ -24,9 +24,10 @@ from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from imgret import describe  # noqa: E402
 from tests.shared_data import COCO_SAMPLE, YOLOX_NANO  # noqa: E402
 
-MANY = 5
+MANY = max(describe.NUMBER_WORDS) + 1
 """The description writes counts up to four as words, then "many" (imgret.describe)."""
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.701, 0.05))
 
