@@ -241,9 +241,10 @@ def test_lowest_score_is_the_floor_only_when_possible_classes_are_on():
 # --- Ultralytics detector on an untrained YOLOv8n ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_yolo(tmp_path_factory):
-    return build_tiny_yolo(tmp_path_factory.mktemp("tiny-yolo"))
+@pytest.fixture
+def tiny_yolo(tiny_models):
+    """The session's tiny YOLOv8n (a .pt alone in its folder)."""
+    return tiny_models["detector"]
 
 
 def test_ultralytics_detector_counts_and_thresholds(tiny_yolo, small_gallery):
