@@ -76,6 +76,8 @@ class _Plan:
     touched: list[tuple[str, int, int]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     gone_skips: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    """The user's notes as the plan read them, for the descriptions."""
 
 
 def relpath(path: Path, gallery: Path) -> str:
@@ -178,8 +180,8 @@ def build_index(
             disable=not progress,
             dynamic_ncols=True,
         ) as bar:
-            _run_vision(store, gallery, plan.vision, stages, config, meta, report, bar)
-            _run_text(store, plan.text, stages, config, meta, bar)
+            _run_vision(store, gallery, plan, stages, config, meta, report, bar)
+            _run_text(store, plan.text, plan.notes, stages, config, meta, bar)
         store.set_meta(**meta, updated=time.time())
     # Written now, the search cache spares the first search reading the vectors out of
     # SQLite (~12 s per 10^6); the index itself is complete either way.
@@ -224,7 +226,8 @@ def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _
             continue
         files[relpath(path, gallery)] = (stat.st_size, stat.st_mtime_ns)
     report.total = len(files) + len(report.skipped)
-    states, skipped, notes = store.states(), store.skipped(), store.notes()
+    states, skipped = store.states(), store.skipped()
+    notes = plan.notes = store.notes()
     plan.removed = [p for p in states if p not in files]
     plan.gone_skips = [p for p in skipped if p not in files]
     report.removed = len(plan.removed)
@@ -276,7 +279,7 @@ def _hashes(gallery: Path, paths: Sequence[str], workers: int) -> list[str | Non
 def _run_vision(
     store: Store,
     gallery: Path,
-    paths: Mapping[str, str],
+    plan: _Plan,
     stages: Stages,
     config: Config,
     meta: dict,
@@ -284,7 +287,7 @@ def _run_vision(
     bar: tqdm,
 ) -> None:
     vision_key = key_string(config.vision_key())
-    notes = store.notes() if paths else {}
+    paths = plan.vision
     batches = decode_batches(
         [gallery / p for p in paths],
         config.batch_size,
@@ -300,7 +303,7 @@ def _run_vision(
         ]
         rows = _analyse(good, gallery, stages, vision_key)
         if rows:
-            describe_and_embed(rows, notes, stages, config)
+            describe_and_embed(rows, plan.notes, stages, config)
         with store.transaction():
             store.upsert(rows)
             store.mark_skipped(bad)
@@ -342,12 +345,12 @@ def _analyse(
 def _run_text(
     store: Store,
     paths: Sequence[str],
+    notes: Mapping[str, str],
     stages: Stages,
     config: Config,
     meta: dict,
     bar: tqdm,
 ) -> None:
-    notes = store.notes() if paths else {}
     for start in range(0, len(paths), config.text_batch_size):
         rows = store.rows(paths[start : start + config.text_batch_size])
         describe_and_embed(rows, notes, stages, config)
@@ -368,5 +371,5 @@ def reembed(store: Store, paths: Iterable[str], config: Config, *, progress: boo
     stages = load_stages(config, which=TEXT_STAGES)
     meta = _meta(store, config, stages)
     with tqdm(total=len(wanted), unit="image", desc="re-embedding", disable=not progress) as bar:
-        _run_text(store, wanted, stages, config, meta, bar)
+        _run_text(store, wanted, store.notes(), stages, config, meta, bar)
     return len(wanted)
