@@ -39,7 +39,7 @@ def driver(index: str, queries: tuple[str, ...]) -> dict[str, object]:
         mark = time.perf_counter()
 
     import imgret.cli  # noqa: F401
-    from imgret.searcher import Searcher
+    from imgret.retrieval.searcher import Searcher
 
     phase("imgret imports")
     import sentence_transformers  # noqa: F401
@@ -60,14 +60,15 @@ def driver(index: str, queries: tuple[str, ...]) -> dict[str, object]:
 
 def first_captions(paths: list[Path]) -> dict[str, str]:
     """Each COCO photo's first human caption (the tests' corpus where the sample is missing)."""
-    from common import COCO_SAMPLE
     from real_size_models import coco_captions
+
+    from tests.support.shared_data import COCO_SAMPLE
 
     captions = COCO_SAMPLE / "captions.json"
     if not captions.exists():
         corpus = coco_captions()
         return {p.name: corpus[i % len(corpus)] for i, p in enumerate(paths)}
-    from imgret.datasets import load_dataset
+    from imgret.evaluation.datasets import load_dataset
 
     first = {image.path.name: image.captions[0] for image in load_dataset(captions).images}
     return {p.name: first[p.name] for p in paths}
@@ -78,17 +79,17 @@ def build(index: Path, images: int, config, pad: int) -> None:
     import shutil
 
     import numpy as np
-    from common import coco_images
 
-    from imgret.indexer import build_index
-    from imgret.store import ImageRow, Store, writer_lock
+    from imgret.index.build import build_index
+    from imgret.index.store import ImageRow, Store, writer_lock
+    from tests.support.galleries import coco_images
 
     if (index / "done").exists():
         return
     shutil.rmtree(index, ignore_errors=True)
     gallery = index / "gallery"
     gallery.mkdir(parents=True)
-    paths = coco_images(images)
+    paths = coco_images(images, fallback=True)
     for path in paths:
         shutil.copy(path, gallery / path.name)
     with writer_lock(index / "index"), Store.open(index / "index", create=True) as store:

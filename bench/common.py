@@ -10,34 +10,16 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tests.offline_env  # noqa: E402,F401  (the tests' offline environment)
-from tests.shared_data import COCO_SAMPLE, REPO, YOLOX_NANO  # noqa: E402,F401
+import tests.support.offline_env  # noqa: E402,F401  (the tests' offline environment)
+from tests.support.galleries import coco_images  # noqa: E402,F401
+from tests.support.shared_data import COCO_SAMPLE, REPO, YOLOX_NANO  # noqa: E402,F401
 
 PACKAGES = ("torch", "transformers", "sentence-transformers", "ultralytics", "numpy", "faiss-cpu")
-
-
-def coco_images(n: int | None = None) -> list[Path]:
-    """The first n COCO sample photos; where they are missing (a bare GPU machine), copies of
-    Ultralytics' two bundled photos, which cost the models the same per image."""
-    images = sorted((COCO_SAMPLE / "images").glob("*.jpg"))
-    if images:
-        return images[:n] if n else images
-    from ultralytics.utils import ASSETS
-
-    print(f"no COCO sample in {COCO_SAMPLE} (set IMGRET_SHARED): using Ultralytics' photos")
-    folder = Path(tempfile.mkdtemp(prefix="imgret-bench-images-"))
-    bundled = [Path(ASSETS) / "bus.jpg", Path(ASSETS) / "zidane.jpg"]
-    copies = []
-    for i in range(n or 2):
-        copies.append(folder / f"{i:05d}-{bundled[i % 2].name}")
-        copies[-1].write_bytes(bundled[i % 2].read_bytes())
-    return copies
 
 
 def cpu_model() -> str:

@@ -31,18 +31,18 @@ from pathlib import Path
 
 import numpy as np
 import torch  # noqa: F401  (before the model libraries, as everywhere in imgret)
-from common import COCO_SAMPLE, REPO, YOLOX_NANO, busy_note, machine
+from common import busy_note, machine
 from tqdm import tqdm
 
 from imgret import describe
-from imgret.config import Config
-from imgret.datasets import CaptionedDataset, load_dataset
-from imgret.evaluate import TIE_TOLERANCE, Metrics, summarize, target_ranks
-from imgret.evaluation import evaluate_dataset
+from imgret.config import Config, apply_profile
+from imgret.evaluation.datasets import CaptionedDataset, load_dataset
+from imgret.evaluation.metrics import TIE_TOLERANCE, Metrics, summarize, target_ranks
+from imgret.evaluation.protocol import evaluate_dataset
 from imgret.images import load_image
-from imgret.models.detector import count_classes
+from imgret.models.counting import count_classes
 from imgret.models.stages import load_stages
-from imgret.profiles import apply_profile
+from tests.support.shared_data import COCO_SAMPLE, REPO, YOLOX_NANO
 
 CAPTIONS = COCO_SAMPLE / "captions.json"
 CACHE = REPO / "tmp" / "composition"

@@ -28,12 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
-from common import busy_note, coco_images, machine, sync
+from common import busy_note, machine, sync
 from PIL import Image
 from real_size_models import DEFAULT_ROOT, real_size_models
 
 from imgret import describe
 from imgret.config import Config
+from tests.support.galleries import coco_images
 
 STAGE_NAMES = ("captioner", "detector", "topics", "embedder")
 THREADS = torch.get_num_threads()
@@ -186,7 +187,7 @@ class PeakMemory:
 
 
 def run_imgret(config: Config, images: list[Path], warmup: Path, profile: Path | None):
-    from imgret.indexer import build_index
+    from imgret.index.build import build_index
     from imgret.models.stages import load_stages
 
     torch.set_num_threads(THREADS)
@@ -259,7 +260,7 @@ def main() -> None:
 
     note = busy_note()
     models = real_size_models(args.models)
-    paths = coco_images(args.images + 1)
+    paths = coco_images(args.images + 1, fallback=True)
     warmup, images = paths[0], paths[1:]
     config = Config(
         captioner=str(models["captioner"]),

@@ -9,7 +9,7 @@ measured in the same run.
 On a CPU the same queries also run through int8 copies of the text models
 (``Searcher(int8=True)``), against the same float32 floor.
 
-Search is given the query vector: exact (imgret.vector_index.ExactIndex, numpy), imgret's
+Search is given the query vector: exact (imgret.retrieval.neighbours.ExactIndex, numpy), imgret's
 sign codes (SignCodeIndex) at a few candidate counts, and FAISS's inverted file for
 comparison: p50/p99 of single queries, batched queries, memory, and recall@10 against exact
 search. Stored vectors are synthetic 768-d ones: "clustered" places them around random
@@ -34,13 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
-from common import COCO_SAMPLE, REPO, busy_note, machine, matmul_gflops, read_gbs, sync
+from common import busy_note, machine, matmul_gflops, read_gbs, sync
 from real_size_models import DEFAULT_ROOT, coco_captions, real_size_models
 
 from imgret import describe
 from imgret.config import Config
-from imgret.indexer import TEXT_STAGES, topics_and_instructions
-from imgret.vector_index import ExactIndex, SignCodeIndex, recall_at_k, sign_codes
+from imgret.encode import TEXT_STAGES, topics_and_instructions
+from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, neighbour_recall, sign_codes
+from tests.support.shared_data import COCO_SAMPLE, REPO
 
 DIMENSION = 768
 
@@ -258,7 +259,7 @@ def search_rows(
         found = index.search(wanted, k)[1]
         row = {**label, "index": name, "memory_mb": memory / 2**20, "build_s": built}
         rows.append({**row, **time_search(index, wanted, k, batch)})
-        rows[-1]["recall@10"] = recall_at_k(found, truth)
+        rows[-1]["recall@10"] = neighbour_recall(found, truth)
         print(json.dumps(rows[-1]), flush=True)
 
     add(exact, "exact", stored.nbytes)

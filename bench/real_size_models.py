@@ -36,9 +36,9 @@ import sys
 from pathlib import Path
 
 import torch  # before ultralytics, which otherwise sets OMP_NUM_THREADS=1
-from common import COCO_SAMPLE, REPO
 
-from tests.tiny_text_models import (
+from tests.support.shared_data import COCO_SAMPLE, REPO
+from tests.support.tiny_text_models import (
     CORPUS,
     roberta_tokenizer,
     save_instructor,

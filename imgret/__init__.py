@@ -12,24 +12,31 @@ Names are imported on first use, so ``import imgret`` stays fast and needs no mo
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("imgret")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "Config": "imgret.config",
-    "apply_profile": "imgret.profiles",
-    "PROFILES": "imgret.profiles",
-    "build_index": "imgret.indexer",
-    "IndexReport": "imgret.indexer",
-    "set_notes": "imgret.notes",
-    "read_notes_csv": "imgret.notes",
-    "Searcher": "imgret.searcher",
-    "Hit": "imgret.searcher",
-    "search": "imgret.searcher",
-    "Store": "imgret.store",
+    "apply_profile": "imgret.config",
+    "PROFILES": "imgret.config",
+    "build_index": "imgret.index.build",
+    "IndexReport": "imgret.index.build",
+    "set_notes": "imgret.index.notes",
+    "read_notes_csv": "imgret.index.notes",
+    "Searcher": "imgret.retrieval.searcher",
+    "Hit": "imgret.retrieval.searcher",
+    "search": "imgret.retrieval.searcher",
+    "Store": "imgret.index.store",
+    "index_info": "imgret.index.info",
+    "export_arrays": "imgret.index.export",
     "load_stages": "imgret.models.stages",
-    "ModelUnavailableError": "imgret.models.loading",
+    "ImgretError": "imgret.errors",
+    "ModelUnavailableError": "imgret.errors",
     "plot_hits": "imgret.plot",
     "run_doctor": "imgret.doctor",
     "compose_description": "imgret.describe",

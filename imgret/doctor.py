@@ -15,6 +15,7 @@ import numpy as np
 
 from imgret import describe
 from imgret.config import Config
+from imgret.encode import from_topic_scores
 from imgret.images import load_image
 from imgret.models.stages import load_stages
 
@@ -79,9 +80,7 @@ def run_doctor(image: str | Path, config: Config | None = None) -> DoctorReport:
         outputs["captioner"] or "", outputs["detector"] or {}, "", outputs["ocr"] or ""
     )
     scores = _check(report, "topics", config, lambda s: s.classify([report.description])[0])
-    report.instruction = describe.instruction(
-        describe.topic_labels(scores or [], config.topic_threshold)
-    )
+    _, report.instruction = from_topic_scores(scores or [], config)
     vector = _check(
         report, "embedder", config, lambda s: s.embed([(report.instruction, report.description)])
     )

@@ -21,19 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from imgret.errors import BadImageError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-
-
-class BadImageError(ValueError):
-    """A file that cannot be used as an image; ``reason`` says why in a few words."""
-
-    def __init__(self, path: Path | str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = Path(path)
-        self.reason = reason
 
 
 def find_images(root: Path | str) -> list[Path]:

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
+from imgret.errors import BadInputError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from imgret.searcher import Hit
+    from imgret.retrieval.searcher import Hit
 
 
 def plot_hits(
@@ -33,7 +35,7 @@ def plot_hits(
     from matplotlib.figure import Figure
 
     if not hits:
-        raise ValueError("there are no hits to plot: lower --min-score or check the query")
+        raise BadInputError("there are no hits to plot: lower --min-score or check the query")
     columns = max(1, min(columns, len(hits)))
     rows = math.ceil(len(hits) / columns)
     figure = Figure(figsize=(3.2 * columns, 4.2 * rows), layout="constrained")

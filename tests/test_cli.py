@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imgret.cli import main
-from tests.conftest import make_small_gallery
+from tests.support.galleries import make_small_gallery
 
 TEXT_ONLY = ["--captioner", "none", "--detector", "none", "--topics", "none"]
 MINILM = [*TEXT_ONLY, "--embedder", "minilm", "--device", "cpu"]

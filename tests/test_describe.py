@@ -123,4 +123,4 @@ def test_config_stage_none_and_keys():
     other = Config(captioner="none", detector="none", topics="none", embedder="other")
     assert key_string(config.vision_key()) == key_string(other.vision_key())
     assert key_string(config.text_key()) != key_string(other.text_key())
-    assert Config.from_json(config.to_json()) == config
+    assert Config.from_dict(config.to_dict()) == config

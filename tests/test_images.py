@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from imgret import images
-from imgret.images import BadImageError, decode_batches, file_sha256, find_images, load_image
+from imgret.errors import BadImageError
+from imgret.images import decode_batches, file_sha256, find_images, load_image
 
 
 def _write(path: Path, image: Image.Image, **save) -> Path:

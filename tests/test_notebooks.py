@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, YOLOX_NANO, needs_shared
+from tests.support.shared_data import REPO, YOLOX_NANO, needs_shared
 
 papermill = pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")
@@ -21,6 +21,8 @@ nbformat = pytest.importorskip("nbformat")
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "imgret-test"
 HIT_LINE = re.compile(r"^#(\d+)\s+(-?\d+\.\d{3})  (.+)\n      (.*)$", re.MULTILINE)
+
+pytestmark = pytest.mark.slow  # real models: run by default and in CI, `-m 'not slow'` skips
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -36,7 +36,7 @@ class ImageKeyedCache(EncoderDecoderCache):
         super().__init__(DynamicCache(), DynamicCache())
 
     def reorder_cache(self, beam_idx: torch.Tensor) -> None:
-        self.self_attention_cache.reorder_cache(beam_idx)
+        self.self_attention_cache.reorder_cache(beam_idx)  # type: ignore[arg-type]
 
 
 class BlipCaptioner:
@@ -60,7 +60,7 @@ class BlipCaptioner:
     def _load(self, location: str) -> tuple[BlipProcessor, BlipForConditionalGeneration]:
         processor = BlipProcessor.from_pretrained(location)
         model = BlipForConditionalGeneration.from_pretrained(location, dtype=self.dtype)
-        return processor, model.to(self.device).eval()
+        return processor, model.to(self.device).eval()  # type: ignore[arg-type]
 
     def caption(self, images: list[Image.Image]) -> list[str]:
         """One clean caption per image, in order; beam search with the configured settings."""

@@ -9,87 +9,21 @@ made from the file, so ``--detector`` takes either.
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from imgret.config import Config
+from imgret.errors import BadInputError, ModelUnavailableError
+from imgret.images import file_sha256
 from imgret.models import Detector
-from imgret.models.loading import ModelUnavailableError, pick_device, resolve
+from imgret.models.counting import Counting
+from imgret.models.loading import pick_device, resolve
+from imgret.models.onnx_detector import OnnxDetector, find_onnx
 
 BOX_TASKS = ("detect", "segment")
 """Ultralytics tasks whose results carry axis-aligned boxes to count."""
-
-
-@dataclass(frozen=True)
-class Counting:
-    """The configured thresholds that turn one image's boxes into counts, in both back ends."""
-
-    confidence: float
-    floor: float
-    limit: int
-    iou: float
-
-    @classmethod
-    def from_config(cls, config: Config) -> Counting:
-        return cls(
-            confidence=config.detector_confidence,
-            floor=config.detector_possible_floor,
-            limit=config.detector_possible_limit,
-            iou=config.detector_iou,
-        )
-
-    @property
-    def lowest(self) -> float:
-        """The score both back ends predict at: the possible-class floor when that is on.
-
-        One pass at the floor gives the same counts as a pass at ``confidence``: greedy NMS
-        only lets a box suppress lower-scored ones, so the boxes a lower floor adds can never
-        remove a box at or above the threshold.
-        """
-        if self.floor <= 0 or self.limit <= 0:
-            return self.confidence
-        return min(self.floor, self.confidence)
-
-    def count(
-        self, class_ids: np.ndarray, scores: np.ndarray, names: Sequence[str] | Mapping[int, str]
-    ) -> dict[str, int]:
-        return count_classes(class_ids, scores, names, self.confidence, self.floor, self.limit)
-
-
-def count_classes(
-    class_ids: np.ndarray,
-    scores: np.ndarray,
-    names: Sequence[str] | Mapping[int, str],
-    confidence: float,
-    floor: float,
-    limit: int,
-) -> dict[str, int]:
-    """One image's boxes after NMS → boxes per class at or above ``confidence``, plus up to
-    ``limit`` classes with no such box whose best box scores at least ``floor``, counted 0.
-
-    A 0 is what :func:`imgret.describe.compose_description` names as possible ("perhaps also
-    a dog"): a small or half-hidden object the detector was unsure of is still a word a query
-    may use. Counted classes come first (by name), possible ones after, best score first.
-    ``floor`` or ``limit`` at 0 leaves possible classes out.
-    """
-    labels = [names[int(c)] for c in np.asarray(class_ids).tolist()]
-    values = np.asarray(scores, dtype=np.float64).tolist()
-    counted = Counter(
-        label for label, score in zip(labels, values, strict=True) if score >= confidence
-    )
-    best: dict[str, float] = {}
-    if floor > 0 and limit > 0:
-        for label, score in zip(labels, values, strict=True):
-            if label not in counted and score >= floor and score > best.get(label, -1.0):
-                best[label] = score
-    possible = sorted(best, key=lambda label: (-best[label], label))[: max(limit, 0)]
-    return dict(sorted(counted.items())) | dict.fromkeys(possible, 0)
 
 
 def load_detector(model: str, config: Config) -> Detector:
@@ -98,8 +32,6 @@ def load_detector(model: str, config: Config) -> Detector:
     The model is looked up as a path, then in ``config.models_dir``; a missing file ends in a
     :class:`ModelUnavailableError` that says where to put it.
     """
-    from imgret.models.onnx_detector import OnnxDetector, find_onnx
-
     path = _locate(model, config)
     onnx = find_onnx(path) if path.exists() else None
     if onnx is not None:
@@ -192,15 +124,13 @@ class UltralyticsDetector:
         except (FileNotFoundError, ConnectionError) as exc:
             raise ModelUnavailableError(_missing_weights(model, config, cause=exc)) from exc
         if self.model.task not in BOX_TASKS:
-            raise ValueError(
+            raise BadInputError(
                 f"{model} is an Ultralytics '{self.model.task}' model; the detector stage "
                 "needs a detection model (e.g. yolov8m-oiv7.pt or yolov8n.pt)"
             )
         weights_file = Path(weights)
         if weights_file.suffix.lower() == ".pt" and weights_file.is_file():
-            from imgret.models.onnx_detector import file_digest
-
-            self.revision: str | None = file_digest(weights_file)
+            self.revision: str | None = file_sha256(weights_file)[:12]
         else:
             self.revision = None
         self.device = pick_device(config.device)
@@ -230,7 +160,7 @@ class UltralyticsDetector:
                     conf=self.counting.lowest,
                     iou=self.counting.iou,
                     device=self.device,
-                    **self.precision,
+                    **self.precision,  # type: ignore[arg-type]
                     batch=len(group),
                     verbose=False,
                 )
@@ -239,7 +169,9 @@ class UltralyticsDetector:
             torch.set_num_threads(threads)
         return [
             self.counting.count(
-                result.boxes.cls.cpu().numpy(), result.boxes.conf.cpu().numpy(), self.names
+                result.boxes.cls.cpu().numpy(),  # type: ignore[union-attr]
+                result.boxes.conf.cpu().numpy(),  # type: ignore[union-attr]
+                self.names,
             )
             for result in results
         ]

@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import warnings
 
+from imgret.errors import BadInputError, MissingPackageError
 from imgret.models.stages import Stages
 
 
@@ -33,7 +34,7 @@ def _int8_copy(stage):
     if stage is None:
         return None
     if not stage.device.startswith("cpu"):
-        raise ValueError(
+        raise BadInputError(
             f"int8 query encoding runs on the CPU, but the {stage.model_id} stage is on "
             f"{stage.device}; drop --int8 (float16 on a GPU is faster)"
         )
@@ -45,7 +46,7 @@ def _int8_copy(stage):
         try:
             from torch.ao.quantization import quantize_dynamic
         except ImportError as exc:
-            raise ImportError(
+            raise MissingPackageError(
                 f"this PyTorch ({torch.__version__}) no longer has torch.ao.quantization; "
                 "search without --int8, or install torch 2.14 (scripts/setup.sh)"
             ) from exc

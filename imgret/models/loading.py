@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     import torch
 
+from imgret.errors import ModelUnavailableError
+
 T = TypeVar("T")
-
-
-class ModelUnavailableError(RuntimeError):
-    """A model's weights are neither on disk nor reachable; the message says what to do."""
 
 
 def resolve(model: str, models_dir: Path | str = "models") -> str:

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from imgret.config import Config
-from imgret.models.loading import ModelUnavailableError, pick_device
+from imgret.errors import BadInputError, ModelUnavailableError
+from imgret.models.loading import pick_device
 
 DEFAULT_NAMES = frozenset({"rapidocr", "default", "on", "true", "yes", "pp-ocrv4"})
 """Stage values that mean "the PP-OCRv4 weights shipped in the rapidocr-onnxruntime wheel"."""
@@ -50,7 +51,7 @@ class RapidTextReader:
 
     def __init__(self, model: str, config: Config) -> None:
         if model.strip().lower() not in DEFAULT_NAMES:
-            raise ValueError(
+            raise BadInputError(
                 f"unknown OCR model '{model}': use --ocr rapidocr (the PP-OCRv4 weights that "
                 "ship with rapidocr-onnxruntime) or --ocr none"
             )

@@ -11,7 +11,6 @@ that tests check against hand-computed boxes.
 from __future__ import annotations
 
 import ast
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ import numpy as np
 from PIL import Image
 
 from imgret.config import Config
-from imgret.models.detector import Counting
+from imgret.errors import BadInputError
+from imgret.images import file_sha256
+from imgret.models.counting import Counting
 from imgret.models.loading import pick_device
 
 YOLOX = "yolox"
@@ -107,7 +108,7 @@ def decode_yolox(raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np
     """
     grid = yolox_grid(size)
     if len(grid) != len(raw):
-        raise ValueError(
+        raise BadInputError(
             f"a YOLOX output of {len(raw)} rows does not fit a {size[1]}×{size[0]} input "
             f"({len(grid)} grid cells at strides {STRIDES})"
         )
@@ -173,7 +174,7 @@ def detect_layout(output_shape: list, n_classes: int, from_ultralytics: bool) ->
         return END2END
     if dims[2] == 5 + n_classes:
         return YOLOX
-    raise ValueError(
+    raise BadInputError(
         f"cannot tell the layout of an output of shape {output_shape} for {n_classes} classes: "
         "expected [b, 4 + classes, anchors] (Ultralytics), [b, k, 6] (Ultralytics with NMS) "
         "or [b, anchors, 5 + classes] (YOLOX)"
@@ -186,7 +187,7 @@ def find_onnx(path: Path) -> Path | None:
         return path if path.suffix.lower() == ".onnx" else None
     found = sorted(path.glob("*.onnx")) if path.is_dir() else []
     if len(found) > 1:
-        raise ValueError(
+        raise BadInputError(
             f"{path} holds several ONNX models ({', '.join(p.name for p in found)}); "
             "pass the one to use as --detector path/to/model.onnx"
         )
@@ -202,7 +203,7 @@ def read_names(model_path: Path, metadata: dict[str, str]) -> list[str]:
     if "names" in metadata:
         names = ast.literal_eval(metadata["names"])
         return [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
-    raise ValueError(
+    raise BadInputError(
         f"no class names for {model_path}: put a classes.txt (one name per line, in the "
         "model's output order) beside it"
     )
@@ -217,7 +218,7 @@ def _input_size(shape: list, metadata: dict[str, str]) -> tuple[int, int]:
     return 640, 640
 
 
-def _providers(device: str) -> list[str]:
+def _providers(device: str) -> list[str | tuple[str, dict[str, int]]]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -233,15 +234,6 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def file_digest(path: Path) -> str:
-    """A short content hash, stored as the model's revision so changed weights are noticed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
 class OnnxDetector:
     """A YOLOX or Ultralytics YOLO ONNX export behind the :class:`Detector` interface."""
 
@@ -251,8 +243,8 @@ class OnnxDetector:
         self.model_id = model
         self.path = path or find_onnx(Path(model))
         if self.path is None:
-            raise ValueError(f"{model} is not an .onnx file or a folder holding one")
-        self.revision = file_digest(self.path)
+            raise BadInputError(f"{model} is not an .onnx file or a folder holding one")
+        self.revision: str | None = file_sha256(self.path)[:12]
         self.counting = Counting.from_config(config)
         self.session = ort.InferenceSession(
             str(self.path), providers=_providers(pick_device(config.device))

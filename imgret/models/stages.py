@@ -32,10 +32,9 @@ def load_stages(config: Config, which: Iterable[str] = STAGES) -> Stages:
     unknown = wanted - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
-    frozen = config.to_json()
     return Stages(
         **{
-            name: _load(name, frozen)
+            name: _load(name, config)
             for name in STAGES
             if name in wanted and getattr(config, name) is not None
         }
@@ -43,8 +42,7 @@ def load_stages(config: Config, which: Iterable[str] = STAGES) -> Stages:
 
 
 @functools.lru_cache(maxsize=16)
-def _load(stage: str, frozen_config: str):
-    config = Config.from_json(frozen_config)
+def _load(stage: str, config: Config):
     model = getattr(config, stage)
     if stage == "captioner":
         from imgret.models.captioner import BlipCaptioner

@@ -1,0 +1,1 @@
+"""imgret eval: text-to-image recall on captioned datasets (metrics, protocol, datasets)."""

@@ -1,0 +1,348 @@
+"""Walk a gallery, run each image through the stages in batches, and keep the index in step.
+
+A build does only the work the index lacks: unchanged files are left alone, a file whose
+bytes did not change (only its mtime) gets its new stat, new and changed files go through
+the vision stages, and rows whose text settings (topics, embedder, template) or notes changed
+are re-described and re-embedded from their stored caption, counts and text without loading
+any vision model. Every batch is committed in one transaction, so an interrupted build keeps
+what it finished and the next run does the rest.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from imgret import describe
+from imgret.config import STAGES, VISION_STAGES, Config, key_string
+from imgret.encode import TEXT_STAGES, encode
+from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileError
+from imgret.images import DecodedImage, decode_batches, file_sha256, find_images
+from imgret.index.search_cache import load_search_vectors
+from imgret.index.store import ImageRow, Skipped, Store, writer_lock
+from imgret.models.stages import Stages, load_stages
+
+
+@dataclass
+class IndexReport:
+    """What a build did; ``skipped`` lists (relative path, reason) of files left out."""
+
+    gallery: Path
+    index_dir: Path
+    total: int = 0
+    new: int = 0
+    changed: int = 0
+    reanalyzed: int = 0
+    """Unchanged files whose caption/counts/OCR were redone because the vision settings changed."""
+    reembedded: int = 0
+    """Rows re-described and re-embedded from stored text (text settings or notes changed)."""
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"indexed {self.gallery} into {self.index_dir} in {self.seconds:.1f} s: "
+            f"{self.total} image file(s); {self.new} new, {self.changed} changed, "
+            f"{self.reanalyzed} re-analysed, {self.reembedded} re-embedded, "
+            f"{self.unchanged} unchanged, {self.removed} removed, {len(self.skipped)} skipped"
+        ]
+        if self.skipped:
+            lines.append("skipped (fix or remove them; they are retried when they change):")
+            lines += [f"  {path}: {reason}" for path, reason in sorted(self.skipped)]
+        return "\n".join(lines)
+
+
+@dataclass
+class _Plan:
+    vision: dict[str, str] = field(default_factory=dict)
+    """Path → why it goes through the vision stages: "new", "changed" or "reanalyzed"."""
+    text: list[str] = field(default_factory=list)
+    touched: list[tuple[str, int, int]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    gone_skips: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    """The user's notes as the plan read them, for the descriptions."""
+
+
+def relpath(path: Path, gallery: Path) -> str:
+    """The key of an image in the index: its path inside the gallery, POSIX style."""
+    return path.relative_to(gallery).as_posix()
+
+
+def describe_and_embed(
+    rows: Sequence[ImageRow], notes: Mapping[str, str], stages: Stages, config: Config
+) -> None:
+    """Fill in notes, description, topics, instruction and vector of rows, in place."""
+    for row in rows:
+        row.notes = notes.get(row.path, "")
+        row.description = describe.compose_description(
+            row.caption, row.counts, row.notes, row.text_in_image
+        )
+    topics, instructions, vectors = encode([r.description for r in rows], stages, config)
+    text_key = key_string(config.text_key())
+    for row, topic, instruction, vector in zip(rows, topics, instructions, vectors, strict=True):
+        row.topics, row.instruction = topic, instruction
+        row.vector, row.embedder, row.text_key = vector, config.embedder, text_key
+
+
+def stage_meta(config: Config, stages: Stages, previous: Mapping[str, dict]) -> dict[str, dict]:
+    """Each configured stage's model and revision (known once loaded, else kept from before)."""
+    result = {}
+    for name in STAGES:
+        model = getattr(config, name)
+        if model is None:
+            continue
+        loaded = getattr(stages, name)
+        if loaded is not None:
+            result[name] = {"model": model, "revision": loaded.revision}
+        elif previous.get(name, {}).get("model") == model:
+            result[name] = dict(previous[name])
+        else:
+            result[name] = {"model": model, "revision": None}
+    return result
+
+
+def build_index(
+    gallery: Path | str,
+    index_dir: Path | str = "tmp/index",
+    config: Config | None = None,
+    *,
+    progress: bool = True,
+    wait: float = 0.0,
+) -> IndexReport:
+    """Bring the index in ``index_dir`` up to date with the images under ``gallery``.
+
+    ``config`` None means the index's own settings (or the defaults for a new index).
+    ``wait`` is how long to wait for another writer of the same index before giving up.
+    """
+    started = time.perf_counter()
+    gallery = Path(gallery).expanduser().resolve()
+    if not gallery.is_dir():
+        raise MissingFileError(f"gallery {gallery} is not a folder; give the folder of images")
+    index_dir = Path(index_dir)
+    report = IndexReport(gallery=gallery, index_dir=index_dir)
+    with writer_lock(index_dir, wait), Store.open(index_dir, create=True) as store:
+        config = config or store.config() or Config()
+        _claim(store, gallery)
+        plan = _plan(gallery, store, config, report)
+        with store.transaction():
+            store.delete(plan.removed)
+            store.forget_skipped(plan.gone_skips)
+            store.update_stats(plan.touched)
+        which = (VISION_STAGES if plan.vision else ()) + (
+            TEXT_STAGES if plan.vision or plan.text else ()
+        )
+        stages = load_stages(config, which=which) if which else Stages()
+        meta = _meta(store, config, stages)
+        with tqdm(
+            total=len(plan.vision) + len(plan.text),
+            unit="image",
+            desc="indexing",
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
+            _run_vision(store, gallery, plan, stages, config, meta, report, bar)
+            _run_text(store, plan.text, plan.notes, stages, config, meta, bar)
+        store.set_meta(**meta, updated=time.time())
+    # Written now, the search cache spares the first search reading the vectors out of
+    # SQLite (seconds per 10^6 rows, bench/RESULTS.md); the index is complete either way.
+    try:
+        load_search_vectors(index_dir, config.embedder)
+    except (MemoryError, ImgretIndexError) as exc:
+        warnings.warn(f"the search cache was not written ({exc}); search will retry", stacklevel=2)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _claim(store: Store, gallery: Path) -> None:
+    owner = store.gallery
+    if owner is None:
+        store.set_meta(gallery=gallery.as_posix())
+    elif owner != gallery:
+        raise GalleryMismatchError(
+            f"the index in {store.index_dir} belongs to the gallery {owner}, not {gallery}; "
+            "pass another --index folder for this gallery (or delete that index to start over)"
+        )
+
+
+def _meta(store: Store, config: Config, stages: Stages) -> dict[str, Any]:
+    previous = store.meta()
+    meta: dict[str, Any] = {
+        "config": config.to_dict(),
+        "stages": stage_meta(config, stages, previous.get("stages", {})),
+    }
+    if stages.embedder is not None:
+        meta["dimension"] = stages.embedder.dimension
+    return meta
+
+
+def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _Plan:
+    plan = _Plan()
+    files: dict[str, tuple[int, int]] = {}
+    for path in find_images(gallery):
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            report.skipped.append((relpath(path, gallery), f"cannot read ({exc.strerror})"))
+            continue
+        files[relpath(path, gallery)] = (stat.st_size, stat.st_mtime_ns)
+    report.total = len(files) + len(report.skipped)
+    states, skipped = store.states(), store.skipped()
+    notes = plan.notes = store.notes()
+    plan.removed = [p for p in states if p not in files]
+    plan.gone_skips = [p for p in skipped if p not in files]
+    report.removed = len(plan.removed)
+
+    same: list[str] = []
+    to_hash: list[str] = []
+    for key, stat_pair in files.items():
+        skip = skipped.get(key)
+        if skip is not None and (skip.size, skip.mtime_ns) == stat_pair:
+            report.skipped.append((key, skip.reason))
+        elif key not in states:
+            plan.vision[key] = "new"
+        elif (states[key].size, states[key].mtime_ns) == stat_pair:
+            same.append(key)
+        else:
+            to_hash.append(key)
+    for key, digest in zip(to_hash, _hashes(gallery, to_hash, config.decode_workers), strict=True):
+        if digest == states[key].sha256:
+            plan.touched.append((key, *files[key]))
+            same.append(key)
+        else:
+            plan.vision[key] = "changed"
+
+    vision_key, text_key = key_string(config.vision_key()), key_string(config.text_key())
+    for key in same:
+        state = states[key]
+        if state.vision_key != vision_key:
+            plan.vision[key] = "reanalyzed"
+        elif state.text_key != text_key or state.notes != notes.get(key, ""):
+            plan.text.append(key)
+            report.reembedded += 1
+        else:
+            report.unchanged += 1
+    plan.vision = dict(sorted(plan.vision.items()))
+    plan.text.sort()
+    return plan
+
+
+def _hashes(gallery: Path, paths: Sequence[str], workers: int) -> list[str | None]:
+    def digest(path: str) -> str | None:
+        try:
+            return file_sha256(gallery / path)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(digest, paths))
+
+
+def _run_vision(
+    store: Store,
+    gallery: Path,
+    plan: _Plan,
+    stages: Stages,
+    config: Config,
+    meta: dict,
+    report: IndexReport,
+    bar: tqdm,
+) -> None:
+    vision_key = key_string(config.vision_key())
+    paths = plan.vision
+    batches = decode_batches(
+        [gallery / p for p in paths],
+        config.batch_size,
+        workers=config.decode_workers,
+        max_megapixels=config.max_image_megapixels,
+    )
+    for batch in batches:
+        good = [d for d in batch if d.image is not None]
+        bad = [
+            Skipped(relpath(d.path, gallery), d.size, d.mtime_ns, d.error or "unreadable")
+            for d in batch
+            if d.image is None
+        ]
+        rows = _analyse(good, gallery, stages, vision_key)
+        if rows:
+            describe_and_embed(rows, plan.notes, stages, config)
+        with store.transaction():
+            store.upsert(rows)
+            store.mark_skipped(bad)
+            store.set_meta(**meta)
+        report.skipped += [(s.path, s.reason) for s in bad]
+        for row in rows:
+            why = paths[row.path]
+            setattr(report, why, getattr(report, why) + 1)
+        bar.update(len(batch))
+
+
+def _analyse(
+    decoded: Sequence[DecodedImage], gallery: Path, stages: Stages, vision_key: str
+) -> list[ImageRow]:
+    """Rows with what the vision stages see in each image (caption, counts, written text)."""
+    images = [d.image for d in decoded if d.image is not None]
+    if not images:
+        return []
+    captions = stages.captioner.caption(images) if stages.captioner else [""] * len(images)
+    counts = stages.detector.detect(images) if stages.detector else [{}] * len(images)
+    texts = stages.ocr.read(images) if stages.ocr else [""] * len(images)
+    return [
+        ImageRow(
+            path=relpath(d.path, gallery),
+            size=d.size,
+            mtime_ns=d.mtime_ns,
+            sha256=d.sha256,
+            width=image.width,
+            height=image.height,
+            caption=caption,
+            counts=dict(count),
+            text_in_image=text,
+            vision_key=vision_key,
+        )
+        for d, image, caption, count, text in zip(
+            decoded, images, captions, counts, texts, strict=True
+        )
+    ]
+
+
+def _run_text(
+    store: Store,
+    paths: Sequence[str],
+    notes: Mapping[str, str],
+    stages: Stages,
+    config: Config,
+    meta: dict,
+    bar: tqdm,
+) -> None:
+    for start in range(0, len(paths), config.text_batch_size):
+        rows = store.rows(paths[start : start + config.text_batch_size])
+        describe_and_embed(rows, notes, stages, config)
+        with store.transaction():
+            store.upsert(rows)
+            store.set_meta(**meta)
+        bar.update(len(rows))
+
+
+def reembed(store: Store, paths: Iterable[str], config: Config, *, progress: bool = False) -> int:
+    """Re-describe and re-embed indexed rows from their stored text; the caller holds the lock.
+
+    Only the topic classifier and the embedder are loaded. Returns how many rows were redone.
+    """
+    wanted = sorted(set(paths) & set(store.states()))
+    if not wanted:
+        return 0
+    stages = load_stages(config, which=TEXT_STAGES)
+    meta = _meta(store, config, stages)
+    with tqdm(total=len(wanted), unit="image", desc="re-embedding", disable=not progress) as bar:
+        _run_text(store, wanted, store.notes(), stages, config, meta, bar)
+    return len(wanted)

@@ -1,0 +1,1 @@
+"""Query to ranked hits: the searcher and the neighbour scans under it."""

