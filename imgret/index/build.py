@@ -21,12 +21,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from imgret import describe
-from imgret.config import STAGES, VISION_STAGES, Config, key_string
+from imgret.config import STAGES, Config, key_string
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileError
-from imgret.images import DecodedImage, decode_batches, file_sha256, find_images
+from imgret.images import file_sha256, find_images
+from imgret.index.engines import Engine, InProcessEngine, relpath
 from imgret.index.search_cache import load_search_vectors
-from imgret.index.store import ImageRow, Skipped, Store, writer_lock
+from imgret.index.store import ImageRow, Store, writer_lock
 from imgret.models.stages import Stages, load_stages
 
 
@@ -73,11 +74,6 @@ class _Plan:
     """The user's notes as the plan read them, for the descriptions."""
 
 
-def relpath(path: Path, gallery: Path) -> str:
-    """The key of an image in the index: its path inside the gallery, POSIX style."""
-    return path.relative_to(gallery).as_posix()
-
-
 def describe_and_embed(
     rows: Sequence[ImageRow], notes: Mapping[str, str], stages: Stages, config: Config
 ) -> None:
@@ -94,16 +90,20 @@ def describe_and_embed(
         row.vector, row.embedder, row.text_key = vector, config.embedder, text_key
 
 
-def stage_meta(config: Config, stages: Stages, previous: Mapping[str, dict]) -> dict[str, dict]:
-    """Each configured stage's model and revision (known once loaded, else kept from before)."""
+def stage_meta(
+    config: Config, revisions: Mapping[str, str | None], previous: Mapping[str, dict]
+) -> dict[str, dict]:
+    """Each configured stage's model and revision (known once loaded, else kept from before).
+
+    ``revisions`` holds the stages loaded by this run (here or by an engine's workers).
+    """
     result = {}
     for name in STAGES:
         model = getattr(config, name)
         if model is None:
             continue
-        loaded = getattr(stages, name)
-        if loaded is not None:
-            result[name] = {"model": model, "revision": loaded.revision}
+        if name in revisions:
+            result[name] = {"model": model, "revision": revisions[name]}
         elif previous.get(name, {}).get("model") == model:
             result[name] = dict(previous[name])
         else:
@@ -118,11 +118,15 @@ def build_index(
     *,
     progress: bool = True,
     wait: float = 0.0,
+    engine: Engine | None = None,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with the images under ``gallery``.
 
     ``config`` None means the index's own settings (or the defaults for a new index).
     ``wait`` is how long to wait for another writer of the same index before giving up.
+    ``engine`` runs the vision stages (default :class:`InProcessEngine`; a
+    ``imgret.index.ray_engine.RayEngine`` runs them on a Ray cluster); everything else, the
+    text stages and every write included, happens here as always.
     """
     started = time.perf_counter()
     gallery = Path(gallery).expanduser().resolve()
@@ -138,10 +142,7 @@ def build_index(
             store.delete(plan.removed)
             store.forget_skipped(plan.gone_skips)
             store.update_stats(plan.touched)
-        which = (VISION_STAGES if plan.vision else ()) + (
-            TEXT_STAGES if plan.vision or plan.text else ()
-        )
-        stages = load_stages(config, which=which) if which else Stages()
+        stages = load_stages(config, which=TEXT_STAGES) if plan.vision or plan.text else Stages()
         meta = _meta(store, config, stages)
         with tqdm(
             total=len(plan.vision) + len(plan.text),
@@ -150,7 +151,9 @@ def build_index(
             disable=not progress,
             dynamic_ncols=True,
         ) as bar:
-            _run_vision(store, gallery, plan, stages, config, meta, report, bar)
+            if plan.vision:
+                engine = engine or InProcessEngine()
+                _run_vision(store, engine, gallery, plan, stages, config, meta, report, bar)
             _run_text(store, plan.text, plan.notes, stages, config, meta, bar)
         store.set_meta(**meta, updated=time.time())
     # Written now, the search cache spares the first search reading the vectors out of
@@ -174,11 +177,15 @@ def _claim(store: Store, gallery: Path) -> None:
         )
 
 
+def _revisions(stages: Stages) -> dict[str, str | None]:
+    return {name: model.revision for name in STAGES if (model := getattr(stages, name, None))}
+
+
 def _meta(store: Store, config: Config, stages: Stages) -> dict[str, Any]:
     previous = store.meta()
     meta: dict[str, Any] = {
         "config": config.to_dict(),
-        "stages": stage_meta(config, stages, previous.get("stages", {})),
+        "stages": stage_meta(config, _revisions(stages), previous.get("stages", {})),
     }
     if stages.embedder is not None:
         meta["dimension"] = stages.embedder.dimension
@@ -249,6 +256,7 @@ def _hashes(gallery: Path, paths: Sequence[str], workers: int) -> list[str | Non
 
 def _run_vision(
     store: Store,
+    engine: Engine,
     gallery: Path,
     plan: _Plan,
     stages: Stages,
@@ -257,62 +265,23 @@ def _run_vision(
     report: IndexReport,
     bar: tqdm,
 ) -> None:
-    vision_key = key_string(config.vision_key())
-    paths = plan.vision
-    batches = decode_batches(
-        [gallery / p for p in paths],
-        config.batch_size,
-        workers=config.decode_workers,
-        max_megapixels=config.max_image_megapixels,
-    )
-    for batch in batches:
-        good = [d for d in batch if d.image is not None]
-        bad = [
-            Skipped(relpath(d.path, gallery), d.size, d.mtime_ns, d.error or "unreadable")
-            for d in batch
-            if d.image is None
-        ]
-        rows = _analyse(good, gallery, stages, vision_key)
-        if rows:
-            describe_and_embed(rows, plan.notes, stages, config)
+    previous = store.meta().get("stages", {})
+    revisions = _revisions(stages)
+    for batch in engine.analyse(gallery, list(plan.vision), config):
+        if batch.revisions.keys() - revisions.keys():
+            revisions |= batch.revisions
+            meta["stages"] = stage_meta(config, revisions, previous)
+        if batch.rows:
+            describe_and_embed(batch.rows, plan.notes, stages, config)
         with store.transaction():
-            store.upsert(rows)
-            store.mark_skipped(bad)
+            store.upsert(batch.rows)
+            store.mark_skipped(batch.skipped)
             store.set_meta(**meta)
-        report.skipped += [(s.path, s.reason) for s in bad]
-        for row in rows:
-            why = paths[row.path]
+        report.skipped += [(s.path, s.reason) for s in batch.skipped]
+        for row in batch.rows:
+            why = plan.vision[row.path]
             setattr(report, why, getattr(report, why) + 1)
         bar.update(len(batch))
-
-
-def _analyse(
-    decoded: Sequence[DecodedImage], gallery: Path, stages: Stages, vision_key: str
-) -> list[ImageRow]:
-    """Rows with what the vision stages see in each image (caption, counts, written text)."""
-    images = [d.image for d in decoded if d.image is not None]
-    if not images:
-        return []
-    captions = stages.captioner.caption(images) if stages.captioner else [""] * len(images)
-    counts = stages.detector.detect(images) if stages.detector else [{}] * len(images)
-    texts = stages.ocr.read(images) if stages.ocr else [""] * len(images)
-    return [
-        ImageRow(
-            path=relpath(d.path, gallery),
-            size=d.size,
-            mtime_ns=d.mtime_ns,
-            sha256=d.sha256,
-            width=image.width,
-            height=image.height,
-            caption=caption,
-            counts=dict(count),
-            text_in_image=text,
-            vision_key=vision_key,
-        )
-        for d, image, caption, count, text in zip(
-            decoded, images, captions, counts, texts, strict=True
-        )
-    ]
 
 
 def _run_text(
