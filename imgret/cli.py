@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     note.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     note.set_defaults(handler=_cmd_note)
 
+    serve = commands.add_parser(
+        "serve", help="a local web app: search, see why each photo matched, fix it with notes"
+    )
+    _index_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--token",
+        help="secret every request must carry; needed off 127.0.0.1 (default: one is made "
+        "and printed there)",
+    )
+    serve.add_argument("--open", action="store_true", help="open the page in a browser")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    serve.set_defaults(handler=_cmd_serve)
+
     info = commands.add_parser("info", help="what is in an index")
     _index_option(info)
     info.add_argument("--json", action="store_true", help="print as JSON")
@@ -223,6 +238,20 @@ def _cmd_note(args: argparse.Namespace) -> int:
         raise BadInputError('give an image and its text (imgret note IMAGE "text") or --csv FILE')
     count = set_notes(args.index, notes, device=args.device)
     print(f"saved notes for {len(notes)} image(s); re-embedded {count}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from imgret.serve.run import serve
+
+    serve(
+        args.index,
+        args.host,
+        args.port,
+        token=args.token,
+        open_browser=args.open,
+        device=args.device,
+    )
     return 0
 
 

@@ -210,6 +210,42 @@ def _sentence(text: str) -> str:
     return text if text[-1] in ".!?" else text + "."
 
 
+DESCRIPTION_FIELDS = ("caption", "counts", "notes", "text_in_image")
+"""The stored fields (``ImageRow`` names) a description is composed from: the keyword
+arguments of :func:`description_parts`, so a reader of a row (the web app's explanation)
+passes them all without restating the list."""
+
+
+def description_parts(
+    caption: str = "",
+    counts: Mapping[str, int] | None = None,
+    notes: str = "",
+    text_in_image: str = "",
+) -> list[tuple[str, str]]:
+    """The description's sentences in order, each named by the part it says: "caption",
+    "counts", "possible" (classes the detector was unsure of), "text" (read in the image),
+    "note" (the user's own words).
+
+    The web app shows and scores each part on its own ("why it matched"), and
+    :func:`compose_description` joins them, so the two can never disagree. Missing parts are
+    left out.
+    """
+    counts = counts or {}
+    counted = _sentence(count_sentence(counts))
+    unsure = [label for label, n in counts.items() if n == 0]
+    parts = [
+        ("caption", _sentence(caption)),
+        ("counts", counted),
+        ("possible", possible_sentence(unsure, after_counts=bool(counted))),
+    ]
+    if text_in_image.strip():
+        parts.append(
+            ("text", _sentence(f'the text "{text_in_image.strip()}" is written in the photo'))
+        )
+    parts.append(("note", _sentence(notes)))
+    return [(name, text) for name, text in parts if text]
+
+
 def compose_description(
     caption: str = "",
     counts: Mapping[str, int] | None = None,
@@ -217,20 +253,13 @@ def compose_description(
     text_in_image: str = "",
 ) -> str:
     """Description = caption + a sentence of counts + the classes the detector was unsure of +
-    text read in the image + the user's notes.
+    text read in the image + the user's notes (:func:`description_parts`, joined).
 
     ``counts`` maps a class to its number of boxes at or above the detector's threshold; a
     class counted 0 was seen only below it and is named as possible ("perhaps also a dog").
     Each part is one sentence; missing parts leave no trace (no dangling "is in the photo").
     """
-    counts = counts or {}
-    counted = _sentence(count_sentence(counts))
-    unsure = [label for label, n in counts.items() if n == 0]
-    parts = [_sentence(caption), counted, possible_sentence(unsure, after_counts=bool(counted))]
-    if text_in_image.strip():
-        parts.append(_sentence(f'the text "{text_in_image.strip()}" is written in the photo'))
-    parts.append(_sentence(notes))
-    return " ".join(part for part in parts if part)
+    return " ".join(text for _, text in description_parts(caption, counts, notes, text_in_image))
 
 
 def topic_labels(scores: Iterable[tuple[str, float]], threshold: float) -> list[str]:

@@ -124,3 +124,24 @@ def test_config_stage_none_and_keys():
     assert key_string(config.vision_key()) == key_string(other.vision_key())
     assert key_string(config.text_key()) != key_string(other.text_key())
     assert Config.from_dict(config.to_dict()) == config
+
+
+def test_description_parts_name_each_sentence_and_join_to_the_description():
+    fields = {
+        "caption": "a red bus",
+        "counts": {"person": 2, "dog": 0},
+        "notes": "my trip",
+        "text_in_image": "CITY 12",
+    }
+    parts = describe.description_parts(**fields)
+    assert parts == [
+        ("caption", "a red bus."),
+        ("counts", "two people are in the photo."),
+        ("possible", "perhaps also a dog."),
+        ("text", 'the text "CITY 12" is written in the photo.'),
+        ("note", "my trip."),
+    ]
+    assert " ".join(text for _, text in parts) == describe.compose_description(**fields)
+    assert set(describe.DESCRIPTION_FIELDS) == set(fields)
+    assert describe.description_parts(counts={"cat": 0}) == [("possible", "perhaps a cat.")]
+    assert describe.description_parts() == []

@@ -20,7 +20,7 @@ from imgret.config import Config
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import BadInputError, EmptyIndexError
 from imgret.index.search_cache import load_search_vectors
-from imgret.index.store import Store
+from imgret.index.store import ImageRow, Store
 from imgret.models.int8 import int8_text_stages
 from imgret.models.stages import Stages, load_stages
 from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, sign_codes
@@ -160,7 +160,16 @@ class Searcher:
         if not queries:
             return []
         _, vectors = self.embed_queries(list(queries))
-        scores, ids = self.vectors.search(vectors, k)
+        return self.search_vectors(vectors, k, min_score)
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int = 10, min_score: float | None = None
+    ) -> list[list[Hit]]:
+        """Hits for vectors already in the index's space, one list per row of ``vectors``:
+        an image's own stored vector finds the images like it (the web app's "more like this")."""
+        if k < 1:
+            raise BadInputError(f"k must be at least 1 (got {k})")
+        scores, ids = self.vectors.search(np.atleast_2d(vectors).astype(np.float32), k)
         ranked = [
             [
                 (int(i), float(score))
@@ -179,7 +188,7 @@ class Searcher:
         for hits in ranked:
             results.append(
                 [
-                    _hit(rank, score, rows[self.relpaths[i]], self.gallery)
+                    hit_from_row(rows[self.relpaths[i]], self.gallery, rank, score)
                     for rank, (i, score) in enumerate(hits, start=1)
                     if self.relpaths[i] in rows
                 ]
@@ -187,7 +196,8 @@ class Searcher:
         return results
 
 
-def _hit(rank: int, score: float, row, gallery: Path) -> Hit:
+def hit_from_row(row: ImageRow, gallery: Path, rank: int, score: float) -> Hit:
+    """A stored row as a hit at ``rank`` with ``score`` (the web app's updated hit, too)."""
     return Hit(
         rank=rank,
         score=score,

@@ -1,0 +1,128 @@
+"""The index as the web app holds it: a searcher kept current, rows and files by their key.
+
+Models are loaded once. Vectors are re-read when the store's vectors token changes (a note
+saved here, or an ``imgret index`` run while the server is up): the new vectors go into a
+copy of the searcher that shares its models, swapped in whole, so a request in flight keeps
+the consistent pair of paths and vectors it started with. The text models run one call at
+a time (a Hugging Face tokenizer refuses concurrent use from threads); scans, row reads and
+files run in parallel.
+
+Files are served only as indexed images: a URL names an index key, the key must be in the
+store, and the file it leads to must resolve inside the gallery (a symlink out of it is
+refused), so no path from a request is ever opened as given.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from imgret import describe
+from imgret.encode import encode
+from imgret.errors import MissingFileError
+from imgret.index.info import IndexInfo, index_info
+from imgret.index.notes import set_notes
+from imgret.index.store import ImageRow, Store
+from imgret.retrieval.searcher import Hit, Searcher
+from imgret.serve.explain import Explanation, PartVectors, explain
+
+
+class Library:
+    """One index served: search, explain, notes and files."""
+
+    def __init__(self, searcher: Searcher) -> None:
+        self.index_dir = searcher.index_dir
+        self._searcher = searcher
+        self._generation = self._read_generation()
+        self._swap = threading.Lock()
+        self.models = threading.Lock()
+        self.part_vectors = PartVectors(self._embed)
+
+    @property
+    def gallery(self) -> Path:
+        return self._searcher.gallery
+
+    def _read_generation(self) -> str | None:
+        with Store.open(self.index_dir, readonly=True) as store:
+            return store.vectors_generation()
+
+    def searcher(self) -> Searcher:
+        """The searcher over the index's current vectors, reloaded if they changed."""
+        generation = self._read_generation()
+        if generation != self._generation:
+            with self._swap:
+                if generation != self._generation:
+                    fresh = copy.copy(self._searcher)
+                    fresh.reload()
+                    self._searcher, self._generation = fresh, generation
+        return self._searcher
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        searcher = self._searcher
+        with self.models:
+            return encode(texts, searcher.stages, searcher.config)[2]
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        searcher = self.searcher()
+        with self.models:
+            return searcher.search(query, k=k)
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's vector, for the explanation (the search embeds its own)."""
+        searcher = self.searcher()
+        with self.models:
+            return searcher.embed_queries([query])[1][0]
+
+    def similar(self, row: ImageRow, k: int) -> list[Hit]:
+        """The images closest to ``row``'s stored vector, the image itself left out."""
+        if row.vector is None:  # stored rows always have one; a row made in memory may not
+            raise MissingFileError(f"{row.path!r} has no vector yet; run `imgret index`")
+        hits = self.searcher().search_vectors(row.vector, k + 1)[0]
+        kept = [hit for hit in hits if hit.relpath != row.path][:k]
+        for rank, hit in enumerate(kept, start=1):
+            hit.rank = rank
+        return kept
+
+    def rows(self, keys: list[str]) -> dict[str, ImageRow]:
+        with Store.open(self.index_dir, readonly=True) as store:
+            return {row.path: row for row in store.rows(keys)}
+
+    def row(self, key: str) -> ImageRow:
+        """The indexed image ``key`` (its path in the gallery), or :class:`MissingFileError`."""
+        found = self.rows([key]).get(key)
+        if found is None:
+            raise MissingFileError(f"{key!r} is not an image in this index")
+        return found
+
+    def explain(
+        self, hits: list[Hit], rows: list[ImageRow], query_vector: np.ndarray, query: str
+    ) -> list[Explanation]:
+        """Why each hit matched ``query_vector``; ``rows`` are the hits' stored rows."""
+        fields = [
+            {name: getattr(row, name) for name in describe.DESCRIPTION_FIELDS} for row in rows
+        ]
+        return explain(fields, query_vector, self.part_vectors, query)
+
+    def file(self, key: str) -> tuple[Path, ImageRow]:
+        """The file of the indexed image ``key``, resolved and checked to lie in the gallery."""
+        row = self.row(key)
+        gallery = self.gallery.resolve()
+        path = (gallery / row.path).resolve()
+        if not path.is_relative_to(gallery) or not path.is_file():
+            raise MissingFileError(f"{key!r} is not a file inside the gallery")
+        return path, row
+
+    def set_note(self, key: str, text: str) -> ImageRow:
+        """Store the note of an indexed image, re-embed it, and return its updated row."""
+        self.row(key)
+        with self.models:
+            set_notes(self.index_dir, {key: text}, self._searcher.config)
+        self.searcher()
+        return self.row(key)
+
+    def info(self) -> IndexInfo:
+        with Store.open(self.index_dir, readonly=True) as store:
+            return index_info(store)
