@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # otherwise warns (and may deadlock) once the decode threads start.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.handler(args) or 0
     except ImgretError as exc:
@@ -39,6 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "imgret: interrupted; what was committed is kept, run again to go on", file=sys.stderr
         )
         return 130
+    except BrokenPipeError:
+        # The reader (`imgret info | head`) left: stop quietly, as other command-line tools
+        # do; stdout goes to /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A warning as one line, like the errors, without the source line Python adds."""
+    print(f"imgret: warning: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     _index_option(index)
     _model_options(index)
     index.add_argument(
-        "--wait",
+        "--max-image-megapixels",
         type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another imgret writing the same index (default: stop at once)",
+        metavar="MP",
+        help="skip larger images as possible decompression bombs (default 100)",
     )
+    _wait_option(index)
     index.add_argument("--quiet", action="store_true", help="no progress bar")
     index.set_defaults(handler=_cmd_index)
 
@@ -67,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     _index_option(search)
     search.add_argument("--min-score", type=float, default=None, help="drop hits scoring lower")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
-    search.add_argument("--plot", type=Path, metavar="FILE.png", help="save a grid of the hits")
+    search.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="save a grid of the hits (.png added when there is no suffix; in a folder: "
+        "search.png there)",
+    )
     search.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     search.add_argument(
         "--approximate", action="store_true", help="sign-code search (FAISS), for 10^5+ images"
@@ -83,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     note.add_argument("--csv", type=Path, help="import many notes: a CSV with columns path,text")
     _index_option(note)
     note.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    _wait_option(note)
     note.set_defaults(handler=_cmd_note)
 
     serve = commands.add_parser(
@@ -159,6 +178,16 @@ def _index_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another imgret writing the same index (default: stop at once)",
+    )
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     from imgret.config import PROFILES
 
@@ -180,7 +209,7 @@ def config_from_args(args: argparse.Namespace, stored: dict[str, Any] | None = N
     base = dict(stored or {})
     if getattr(args, "profile", None):
         base.update(PROFILES[args.profile])
-    for name in (*STAGES, "device", "batch_size", "models_dir"):
+    for name in (*STAGES, "device", "batch_size", "models_dir", "max_image_megapixels"):
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
@@ -188,12 +217,18 @@ def config_from_args(args: argparse.Namespace, stored: dict[str, Any] | None = N
 
 
 def _stored_config(index: Path) -> dict[str, Any] | None:
+    """The options an index was built with; None for a new index, or where the record is
+    damaged (the build mends the index and records the options given now)."""
+    from imgret.errors import IndexDamagedError
     from imgret.index.store import Store
 
     if not Store.exists(index):
         return None
-    with Store.open(index, readonly=True) as store:
-        return store.config_dict()
+    try:
+        with Store.open(index, readonly=True) as store:
+            return store.config_dict()
+    except IndexDamagedError:
+        return None
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -206,6 +241,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from imgret.images import printable
     from imgret.retrieval.searcher import Searcher
 
     searcher = Searcher(
@@ -218,12 +254,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
         if not hits:
             print("no hits" + (" above --min-score" if args.min_score is not None else ""))
         for hit in hits:
-            print(f"{hit.rank:>3}  {hit.score:.3f}  {hit.relpath}\n       {hit.description}")
+            print(
+                f"{hit.rank:>3}  {hit.score:.3f}  {printable(hit.relpath)}\n"
+                f"       {printable(hit.description)}"
+            )
     if args.plot and hits:
-        from imgret.plot import plot_hits
+        from imgret.plot import plot_hits, plot_target
 
-        plot_hits(hits, args.plot, query=args.query)
-        print(f"saved a grid of the hits to {args.plot}", file=sys.stderr)
+        target = plot_target(args.plot)
+        plot_hits(hits, target, query=args.query)
+        print(f"saved a grid of the hits to {target}", file=sys.stderr)
     return 0
 
 
@@ -236,7 +276,7 @@ def _cmd_note(args: argparse.Namespace) -> int:
         notes = {str(args.image): args.text}
     else:
         raise BadInputError('give an image and its text (imgret note IMAGE "text") or --csv FILE')
-    count = set_notes(args.index, notes, device=args.device)
+    count = set_notes(args.index, notes, device=args.device, wait=args.wait)
     print(f"saved notes for {len(notes)} image(s); re-embedded {count}")
     return 0
 
@@ -303,6 +343,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     image = args.image
     if image is None:
+        from imgret.models.loading import quiet_ultralytics
+
+        quiet_ultralytics()
         from ultralytics.utils import ASSETS
 
         image = Path(ASSETS) / "bus.jpg"

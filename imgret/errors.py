@@ -32,6 +32,17 @@ class IndexFormatError(ImgretIndexError):
     """The file is not an imgret index, or one of a format this release cannot read."""
 
 
+class IndexDamagedError(ImgretIndexError):
+    """The index file is damaged: a malformed page, a lost table, an unreadable meta entry."""
+
+
+class IndexWriteError(ImgretIndexError):
+    """The index is fine but cannot be written: read-only, full disk, no such folder.
+
+    Its messages never suggest deleting anything: the index is good, the place is not.
+    """
+
+
 class IndexBusyError(ImgretIndexError):
     """Another process holds the index's writer lock."""
 

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -50,17 +51,33 @@ def find_images(root: Path | str) -> list[Path]:
     return sorted(found)
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def printable(name: str) -> str:
+    """A file name as one line of text: as it is when every character prints, else quoted
+    with the others escaped (``'two\\nlines.jpg'``), so a line break in a name cannot break
+    a listing into lines that look like other files."""
+    if name.isprintable():
+        return name
+    escaped = "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in name
+    )
+    return f"'{escaped}'"
+
+
+def stream_sha256(file: BinaryIO) -> str:
+    """SHA-256 of an open file from its start, read in 1 MB blocks: memory stays flat
+    whatever the file's size."""
+    file.seek(0)
+    digest = hashlib.sha256()
+    for block in iter(lambda: file.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def file_sha256(path: Path | str) -> str:
     """Content hash of a file: tells a touched file (same bytes) from a changed one."""
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return stream_sha256(file)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -80,7 +97,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _pillow_open(source: io.BytesIO | Path | str) -> Image.Image:
+def _pillow_open(source: BinaryIO | Path | str) -> Image.Image:
     """Pillow's own ``Image.open``, even after ultralytics has wrapped it.
 
     ultralytics replaces ``PIL.Image.open`` with a wrapper that, on any file Pillow cannot
@@ -94,9 +111,12 @@ def _pillow_open(source: io.BytesIO | Path | str) -> Image.Image:
 
 
 def decode_image(
-    data: bytes | Path | str, max_megapixels: float | None = None, name: Path | str = "<bytes>"
+    data: bytes | BinaryIO | Path | str,
+    max_megapixels: float | None = None,
+    name: Path | str = "<bytes>",
 ) -> Image.Image:
-    """Decode bytes or a file into an upright RGB image, or raise :class:`BadImageError`.
+    """Decode bytes, an open binary file or a path into an upright RGB image, or raise
+    :class:`BadImageError`.
 
     The size is checked from the header before any pixel is decoded, so a decompression bomb
     costs nothing. ``max_megapixels`` None or 0 leaves only Pillow's own limit.
@@ -112,7 +132,7 @@ def decode_image(
                     name,
                     f"{width}x{height} is {width * height / 1e6:.0f} megapixels, above the "
                     f"limit of {max_megapixels:g} (possible decompression bomb); raise it with "
-                    "--max-image-megapixels / Config.max_image_megapixels if the image is real",
+                    "--max-image-megapixels (Config.max_image_megapixels) if the image is real",
                 )
             image.load()
             upright = ImageOps.exif_transpose(image)
@@ -152,17 +172,28 @@ class DecodedImage:
 
 
 def read_image(path: Path, max_megapixels: float | None = None) -> DecodedImage:
-    """Stat, hash and decode a file from one read of its bytes; never raises for a bad file."""
+    """Stat, decode and hash a file through one open handle; never raises for a bad file.
+
+    Pillow identifies the file from its header and checks its size before any pixel is
+    read, and the hash streams in blocks, so a large file that is not an image (or is a
+    bomb) costs a header read, not its size in memory. Only good images are hashed: the
+    hash is what recognises a renamed file, and bad files are remembered by their stat.
+    """
     try:
-        stat = path.stat()
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            stat = os.fstat(file.fileno())
+            decoded = DecodedImage(path, stat.st_size, stat.st_mtime_ns, "")
+            if stat.st_size == 0:
+                decoded.error = "empty file (0 bytes)"
+                return decoded
+            try:
+                decoded.image = decode_image(file, max_megapixels, name=path)
+            except BadImageError as exc:
+                decoded.error = exc.reason
+                return decoded
+            decoded.sha256 = stream_sha256(file)
     except OSError as exc:
         return DecodedImage(path, 0, 0, "", error=f"cannot read ({exc.strerror or exc})")
-    decoded = DecodedImage(path, stat.st_size, stat.st_mtime_ns, sha256_bytes(data))
-    try:
-        decoded.image = decode_image(data, max_megapixels, name=path)
-    except BadImageError as exc:
-        decoded.error = exc.reason
     return decoded
 
 

@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from imgret.retrieval.searcher import Hit
 
 
+def plot_target(path: str | Path) -> Path:
+    """The file a plot given as ``path`` is written to: ``search.png`` inside a folder, and
+    ``.png`` added to a name without a suffix (as matplotlib would do, silently)."""
+    path = Path(path)
+    if path.is_dir():
+        return path / "search.png"
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
 def plot_hits(
     hits: Sequence[Hit],
     path: str | Path | None = None,
@@ -31,7 +40,8 @@ def plot_hits(
     thumb_size: int = 384,
     wrap: int = 38,
 ) -> Figure:
-    """Draw ``hits`` as a grid; save it to ``path`` when given (any format matplotlib knows)."""
+    """Draw ``hits`` as a grid; save it to :func:`plot_target` of ``path`` when given (any
+    format matplotlib knows)."""
     from matplotlib.figure import Figure
 
     if not hits:
@@ -57,7 +67,17 @@ def plot_hits(
             fontsize=7,
         )
     if path is not None:
-        figure.savefig(path, dpi=100)
+        target = plot_target(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(target, dpi=100)
+        except ValueError as exc:  # matplotlib: an unknown format
+            raise BadInputError(f"cannot save the plot as {target}: {exc}; use .png") from None
+        except OSError as exc:
+            raise BadInputError(
+                f"cannot write the plot {target} ({exc.strerror or exc}); give a writable "
+                "--plot FILE.png"
+            ) from None
     return figure
 
 

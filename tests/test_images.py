@@ -169,3 +169,33 @@ def test_ultralytics_pillow_patch_does_not_leak_into_decoding(tmp_path):
     text.write_text("not a picture")
     with pytest.raises(BadImageError, match="not an image"):
         load_image(text)
+
+
+def test_a_large_file_that_is_no_image_costs_a_header_read_not_its_size(tmp_path):
+    import tracemalloc
+
+    big = tmp_path / "video.jpg"
+    with open(big, "wb") as file:
+        file.write(b"RIFF\x00\x00\x00\x00AVI " + os.urandom(1 << 20) * 48)  # 48 MB, no image
+    good = _bad_files(tmp_path)["good"]
+    tracemalloc.start()
+    try:
+        decoded = images.read_image(big)
+        bad_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        assert images.read_image(good).sha256 == hashlib.sha256(good.read_bytes()).hexdigest()
+    finally:
+        tracemalloc.stop()
+    assert decoded.image is None and "not an image" in (decoded.error or "")
+    assert bad_peak < 4 << 20, f"read {bad_peak / 1e6:.0f} MB of a file that is no image"
+    big_image = _write(tmp_path / "big.png", Image.new("RGB", (64, 64)))
+    with open(big_image, "ab") as file:  # trailing bytes Pillow ignores, hashed in blocks
+        file.write(os.urandom(1 << 20) * 24)
+    tracemalloc.start()
+    try:
+        decoded = images.read_image(big_image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert decoded.sha256 == file_sha256(big_image) and decoded.image is not None
+    assert peak < 8 << 20, f"hashing took {peak / 1e6:.0f} MB"

@@ -54,12 +54,14 @@ def load_dataset(
         raise MissingFileError(f"no annotation file at {path}: give a Karpathy or COCO JSON file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path} is not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path} is not valid UTF-8 JSON ({exc})") from None
+    except OSError as exc:
+        raise MissingFileError(f"cannot read {path} ({exc.strerror or exc})") from None
     if isinstance(data, dict) and isinstance(data.get("images"), list):
         if "annotations" in data:
             return _coco(data, path, images, split)
-        if all("sentences" in image for image in data["images"][:1]):
+        if all(isinstance(e, dict) and "sentences" in e for e in data["images"][:1]):
             return _karpathy(data, path, images, split or KARPATHY_DEFAULT_SPLIT)
     raise BadInputError(
         f"{path} is neither a Karpathy split file (images[].sentences) nor COCO caption JSON "
@@ -67,23 +69,65 @@ def load_dataset(
     )
 
 
+def _text(entry: Any, key: str, path: Path, where: str) -> str:
+    """``entry[key]`` when it is text; anything else is the file's fault, said in one line."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(value, str):
+        got = (
+            "is missing"
+            if not isinstance(entry, dict) or key not in entry
+            else (f"is {type(value).__name__} {value!r:.40}, not text")
+        )
+        raise BadInputError(f"{path}: {where}: {key!r} {got}; fix the file or use the original")
+    return value
+
+
+def _image_id(entry: dict[str, Any], key: str, path: Path, where: str) -> int | str:
+    """An image id (COCO's are numbers; text is accepted) that joins images to captions."""
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        got = "is missing" if key not in entry else f"is {value!r:.40}, not a number"
+        raise BadInputError(f"{path}: {where}: {key!r} {got}; fix the file or use the original")
+    return value
+
+
+def _entries(data: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
+    values = data.get(key)
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        raise BadInputError(f"{path}: {key!r} must be a list of objects")
+    return values
+
+
 def _karpathy(data: dict[str, Any], path: Path, images: Path | str | None, split: str):
-    entries = data["images"]
+    entries = _entries(data, "images", path)
     chosen = [e for e in entries if e.get("split") == split]
     if not chosen:
-        raise BadInputError(_no_split_message(path, split, {e.get("split") for e in entries}))
-    relative = [Path(e.get("filepath", "")) / e["filename"] for e in chosen]
+        raise BadInputError(_no_split_message(path, split, [e.get("split") for e in entries]))
+    relative = []
+    captions = []
+    for number, e in enumerate(chosen):
+        where = f"image {number} of split {split!r}"
+        folder = e.get("filepath", "")
+        if not isinstance(folder, str):
+            folder = _text(e, "filepath", path, where)
+        relative.append(Path(folder) / _text(e, "filename", path, where))
+        sentences = e.get("sentences", [])
+        if not isinstance(sentences, list):
+            raise BadInputError(f"{path}: {where}: 'sentences' must be a list")
+        captions.append(
+            tuple(
+                _text(s, "raw", path, f"{where}, sentence {i}").strip()
+                for i, s in enumerate(sentences)
+            )
+        )
     root = _image_root(path, images, relative)
-    items = [
-        CaptionedImage(root / rel, tuple(s["raw"].strip() for s in e.get("sentences", [])))
-        for rel, e in zip(relative, chosen, strict=True)
-    ]
+    items = [CaptionedImage(root / rel, caps) for rel, caps in zip(relative, captions, strict=True)]
     name = str(data.get("dataset") or path.stem.removeprefix("dataset_"))
     return CaptionedDataset(name=name, split=split, images=items, image_root=root)
 
 
 def _coco(data: dict[str, Any], path: Path, images: Path | str | None, split: str | None):
-    entries = data["images"]
+    entries = _entries(data, "images", path)
     if split is not None:
         if not any("split" in e for e in entries):
             raise BadInputError(
@@ -92,23 +136,29 @@ def _coco(data: dict[str, Any], path: Path, images: Path | str | None, split: st
             )
         chosen = [e for e in entries if e.get("split") == split]
         if not chosen:
-            raise BadInputError(_no_split_message(path, split, {e.get("split") for e in entries}))
+            raise BadInputError(_no_split_message(path, split, [e.get("split") for e in entries]))
     else:
         chosen = entries
-    captions: dict[Any, list[str]] = defaultdict(list)
-    for annotation in sorted(data["annotations"], key=lambda a: a.get("id", 0)):
-        captions[annotation["image_id"]].append(annotation["caption"].strip())
-    relative = [Path(e["file_name"]) for e in chosen]
+    numbered: dict[int | str, list[tuple[float, str]]] = defaultdict(list)
+    for number, annotation in enumerate(_entries(data, "annotations", path)):
+        where = f"annotation {number}"
+        text = _text(annotation, "caption", path, where)
+        order = annotation.get("id", 0)
+        order = order if isinstance(order, (int, float)) and not isinstance(order, bool) else 0
+        numbered[_image_id(annotation, "image_id", path, where)].append((order, text.strip()))
+    captions = {key: [text for _, text in sorted(pairs)] for key, pairs in numbered.items()}
+    relative = [Path(_text(e, "file_name", path, f"image {i}")) for i, e in enumerate(chosen)]
+    ids = [_image_id(e, "id", path, f"image {i}") for i, e in enumerate(chosen)]
     root = _image_root(path, images, relative)
     items = [
-        CaptionedImage(root / rel, tuple(captions.get(e["id"], ())))
-        for rel, e in zip(relative, chosen, strict=True)
+        CaptionedImage(root / rel, tuple(captions.get(key, ())))
+        for rel, key in zip(relative, ids, strict=True)
     ]
     return CaptionedDataset(name="coco", split=split, images=items, image_root=root)
 
 
-def _no_split_message(path: Path, split: str, available: set[Any]) -> str:
-    names = ", ".join(sorted(str(s) for s in available if s is not None)) or "none"
+def _no_split_message(path: Path, split: str, available: list[Any]) -> str:
+    names = ", ".join(sorted({str(s) for s in available if s is not None})) or "none"
     return f"{path} has no images in split '{split}'; its splits are: {names}"
 
 

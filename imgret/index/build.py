@@ -24,7 +24,7 @@ from imgret import describe
 from imgret.config import STAGES, Config, key_string
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileError
-from imgret.images import file_sha256, find_images
+from imgret.images import file_sha256, find_images, printable
 from imgret.index.engines import Engine, InProcessEngine, relpath
 from imgret.index.search_cache import load_search_vectors
 from imgret.index.store import ImageRow, Store, writer_lock
@@ -58,7 +58,7 @@ class IndexReport:
         ]
         if self.skipped:
             lines.append("skipped (fix or remove them; they are retried when they change):")
-            lines += [f"  {path}: {reason}" for path, reason in sorted(self.skipped)]
+            lines += [f"  {printable(path)}: {reason}" for path, reason in sorted(self.skipped)]
         return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgret.errors import EmptyIndexError
+from imgret.errors import BadInputError, EmptyIndexError
 from imgret.index.store import Store
 
 
@@ -26,8 +26,15 @@ def export_arrays(store: Store, out_dir: Path | str) -> list[Path]:
         )
     gallery = store.gallery or Path(".")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError(f"--out {out_dir} is a file; give the folder to write the arrays in")
     matrix_file, paths_file = out_dir / "feature_matrix.npy", out_dir / "paths.json"
-    np.save(matrix_file, matrix)
-    paths_file.write_text(json.dumps([(gallery / p).as_posix() for p in paths], indent=1))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        np.save(matrix_file, matrix)
+        paths_file.write_text(json.dumps([(gallery / p).as_posix() for p in paths], indent=1))
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot write {out_dir} ({exc.strerror or exc}); give a writable --out folder"
+        ) from None
     return [matrix_file, paths_file]

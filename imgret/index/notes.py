@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from imgret.config import Config
 from imgret.errors import BadInputError, MissingFileError
+from imgret.images import IMAGE_SUFFIXES
 from imgret.index.build import reembed
 from imgret.index.store import Store, writer_lock
 
@@ -36,12 +38,19 @@ def gallery_relpath(path: Path | str, gallery: Path) -> str:
 
 def _checked(candidate: Path, gallery: Path, given: Path | str) -> str:
     try:
-        return candidate.resolve().relative_to(gallery).as_posix()
+        relative = candidate.resolve().relative_to(gallery).as_posix()
     except ValueError:
         raise BadInputError(
             f"{given} is not inside the indexed gallery {gallery}; give its path in the "
             "gallery (e.g. sub/photo.jpg) or an absolute path inside it"
         ) from None
+    if candidate.is_dir() or Path(relative).suffix.lower() not in IMAGE_SUFFIXES:
+        kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
+        raise BadInputError(
+            f"{given!s} is not an image file of the gallery (a note belongs to one image: "
+            f"{kinds}); give the image's path, e.g. sub/photo.jpg"
+        )
+    return relative
 
 
 def set_notes(
@@ -80,17 +89,32 @@ def set_notes(
 def read_notes_csv(path: Path | str) -> dict[str, str]:
     """Notes from a CSV file with columns ``path,text`` (a header row is optional).
 
+    A first row that names no image file is a header (``path,text``, ``file,note`` …).
     A later row for the same path wins; an empty text removes that image's note.
     """
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = list(csv.reader(file))
+        with open(path, newline="", encoding="utf-8-sig") as file, _field_limit(path):
+            reader = csv.reader(file, strict=True)
+            rows: list[list[str]] = []
+            try:
+                rows += reader
+            except csv.Error as exc:
+                raise BadInputError(
+                    f"{path}, line {reader.line_num}: not valid CSV ({exc}); quote text that "
+                    'holds commas or line breaks (e.g. sub/bus.jpg,"a red bus, in London")'
+                ) from None
     except OSError as exc:
-        raise MissingFileError(f"cannot read the notes file {path}: {exc.strerror}") from exc
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise BadInputError(f"{path} is not a UTF-8 CSV file ({exc})") from exc
-    header = bool(rows) and [cell.strip().lower() for cell in rows[0]] == list(CSV_COLUMNS)
+        raise MissingFileError(f"cannot read the notes file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV"
+        ) from None
+    header = bool(rows) and (
+        [cell.strip().lower() for cell in rows[0]] == list(CSV_COLUMNS)
+        or not rows[0]
+        or Path(rows[0][0].strip()).suffix.lower() not in IMAGE_SUFFIXES
+    )
     notes: dict[str, str] = {}
     for number, row in enumerate(rows, start=1):
         if (header and number == 1) or not any(cell.strip() for cell in row):
@@ -100,5 +124,27 @@ def read_notes_csv(path: Path | str) -> dict[str, str]:
                 f"{path}, row {number}: expected two columns, path and text "
                 f'(e.g. sub/bus.jpg,"a red bus"), got {row!r}; quote text that has commas'
             )
-        notes[row[0].strip()] = row[1].strip()
+        name = row[0].strip()
+        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            raise BadInputError(
+                f"{path}, row {number}: {name!r} is not an image file name; the first column "
+                "is the image's path in the gallery (e.g. sub/bus.jpg)"
+            )
+        notes[name] = row[1].strip()
     return notes
+
+
+@contextmanager
+def _field_limit(path: Path) -> Iterator[None]:
+    """Let one CSV field be as long as the whole file: a long note is a note, and the csv
+    module's default limit (128 KiB) would reject it as malformed."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    before = csv.field_size_limit()
+    csv.field_size_limit(max(before, size + 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)

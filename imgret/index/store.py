@@ -12,24 +12,31 @@ the size/mtime they had, so they are not retried until they change) and ``meta``
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from filelock import FileLock, Timeout
 
 from imgret.config import Config
 from imgret.errors import (
+    BadInputError,
+    ImgretIndexError,
     IndexBusyError,
+    IndexDamagedError,
     IndexFormatError,
     IndexNotFoundError,
+    IndexWriteError,
 )
 
 FORMAT_VERSION = 2
@@ -102,9 +109,9 @@ class ImageRow:
 _COLUMNS = tuple(f.name for f in fields(ImageRow))
 
 _OTHER_TABLES = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE notes (path TEXT PRIMARY KEY, text TEXT NOT NULL, updated REAL NOT NULL);
-CREATE TABLE skipped (
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS notes (path TEXT PRIMARY KEY, text TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
@@ -123,7 +130,7 @@ _LADDER: tuple[tuple[int, tuple[str, ...]], ...] = (
 
 def _create_images() -> str:
     body = ",\n    ".join(f"{f.name} {f.metadata['sql']}" for f in fields(ImageRow))
-    return f"CREATE TABLE images (\n    {body}\n)"
+    return f"CREATE TABLE IF NOT EXISTS images (\n    {body}\n)"
 
 
 def _upgrade_statements(version: int) -> list[str]:
@@ -172,8 +179,144 @@ class Skipped:
     reason: str
 
 
+_TABLES = frozenset({"meta", "images", "notes", "skipped"})
+"""The tables of an index; a build recreates any that a damaged file lost."""
+
+
 def db_path(index_dir: Path | str) -> Path:
     return Path(index_dir) / DB_NAME
+
+
+def explain_sqlite(exc: sqlite3.Error, path: Path) -> ImgretIndexError | None:
+    """What a failed SQLite call means for the person, from SQLite's own error code, or None
+    for an error that is imgret's bug (it keeps its traceback).
+
+    As SQLite does, the message says precisely what is wrong; an index that is merely
+    unwritable or on a full disk is good, so nothing here ever suggests deleting it.
+    """
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    lower = text.lower()
+    if code == "SQLITE_FULL" or "disk is full" in lower:
+        return IndexWriteError(
+            f"the disk holding {path} is full; free some space and run again "
+            "(the index keeps everything committed so far)"
+        )
+    if code.startswith("SQLITE_READONLY") or "readonly" in lower:
+        return IndexWriteError(
+            f"{path} cannot be written ({text}); make it and its folder writable, or copy "
+            "the index folder somewhere writable and pass that as --index "
+            "(search, info and export work on it as it is)"
+        )
+    if code.startswith("SQLITE_CANTOPEN") or "unable to open" in lower:
+        return IndexWriteError(
+            f"cannot open {path} ({text}); check that its folder exists and that you may "
+            "read (and, to build, write) it"
+        )
+    if code.startswith("SQLITE_BUSY") or "database is locked" in lower:
+        return IndexBusyError(
+            f"{path} is locked by another program ({text}); wait for it and run again"
+        )
+    if code == "SQLITE_NOTADB" or "not a database" in lower:
+        return IndexFormatError(
+            f"{path} is not an SQLite file, so not an imgret index ({text}); point --index "
+            "at another folder, or move the file away to start a new index there"
+        )
+    if code.startswith("SQLITE_CORRUPT") or "malformed" in lower:
+        return IndexDamagedError(
+            f"{path} is damaged ({text}); recover what SQLite can with `sqlite3 {path} "
+            f".recover | sqlite3 recovered.sqlite3` and put recovered.sqlite3 in its place, "
+            "or restore a backup"
+        )
+    if "no such table" in lower:
+        return IndexDamagedError(
+            f"{path} has lost a table ({text}); run `imgret index GALLERY --index "
+            f"{path.parent}` to recreate it"
+        )
+    if code.startswith("SQLITE_IOERR") or "i/o error" in lower:
+        return IndexWriteError(
+            f"reading or writing {path} failed ({text}); check the disk and run again"
+        )
+    return None
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _explained(method: _F) -> _F:
+    """Turn the SQLite errors a person can meet (full disk, damaged file, read-only folder)
+    raised inside a :class:`Store` method into one-line imgret errors naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            explained = explain_sqlite(exc, db_path(self.index_dir))
+            if explained is None:
+                raise
+            raise explained from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _is_writable(path: Path) -> bool:
+    """Whether SQLite may write the index file and create its -wal/-shm files beside it."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """A connection to the index file; read-only where the file or folder cannot be written.
+
+    SQLite's ``mode=ro`` reads a WAL index when its -wal and -shm files exist (it cannot
+    create them in a read-only folder); otherwise the file is opened ``immutable``, which is
+    exact as long as no -wal file holds changes not yet copied into it (a cleanly closed
+    index has none).
+    """
+    if not readonly or _is_writable(path):
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    uri = path.resolve().as_uri()
+    try:
+        connection = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError:
+        connection.close()
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise IndexWriteError(
+            f"{path} is read-only and its {wal.name} holds changes SQLite cannot merge "
+            "without writing; open it once where it is writable (any imgret command), or "
+            "copy the index folder somewhere writable and pass that as --index"
+        )
+    return sqlite3.connect(
+        f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+    )
+
+
+def check_index_folder(index_dir: Path) -> None:
+    """Refuse an ``--index`` that names a file: the index is a folder holding index.sqlite3."""
+    if index_dir.exists() and not index_dir.is_dir():
+        hint = (
+            f"give its folder, --index {index_dir.parent}"
+            if index_dir.name == DB_NAME
+            else "give a folder (imgret keeps index.sqlite3 and its search cache in it)"
+        )
+        raise BadInputError(f"--index {index_dir} is a file, not a folder; {hint}")
+
+
+def make_index_folder(index_dir: Path) -> None:
+    """Create the index folder, or say in one line why it cannot be."""
+    check_index_folder(index_dir)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexWriteError(
+            f"cannot create the index folder {index_dir} ({exc.strerror}); "
+            "pass a writable --index folder"
+        ) from exc
 
 
 @contextmanager
@@ -183,16 +326,21 @@ def writer_lock(index_dir: Path | str, wait: float = 0.0) -> Iterator[None]:
     Readers never take it: SQLite's WAL mode lets them read while one writer writes.
     """
     index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
+    make_index_folder(index_dir)
     lock = FileLock(index_dir / LOCK_NAME, timeout=max(0.0, wait))
     try:
         lock.acquire()
-    except Timeout:
+    except Timeout:  # before OSError, of which it is one
         waited = f" (waited {wait:g} s)" if wait > 0 else ""
         raise IndexBusyError(
             f"another imgret index is writing {index_dir}{waited}; "
             "wait for it or pass --wait SECONDS"
         ) from None
+    except OSError as exc:
+        raise IndexWriteError(
+            f"cannot write in the index folder {index_dir} ({exc.strerror or exc}); "
+            "make it writable or pass another --index (search and info work on it as it is)"
+        ) from exc
     try:
         yield
     finally:
@@ -205,6 +353,8 @@ class Store:
     def __init__(self, index_dir: Path | str, connection: sqlite3.Connection):
         self.index_dir = Path(index_dir)
         self._db = connection
+        self.writable = True
+        """False for a read-only index (its file or folder cannot be written)."""
 
     @staticmethod
     def exists(index_dir: Path | str) -> bool:
@@ -219,16 +369,21 @@ class Store:
         """
         index_dir = Path(index_dir)
         path = db_path(index_dir)
+        check_index_folder(index_dir)
         if not path.exists():
             if not create or readonly:
                 raise IndexNotFoundError(
                     f"no imgret index in {index_dir}; "
                     f"run `imgret index GALLERY --index {index_dir}` first"
                 )
-            index_dir.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            make_index_folder(index_dir)
+        try:
+            connection = _connect(path, readonly=readonly)
+        except sqlite3.Error as exc:
+            raise explain_sqlite(exc, path) or exc from exc
         connection.row_factory = sqlite3.Row
         store = cls(index_dir, connection)
+        store.writable = not readonly or _is_writable(path)
         try:
             store._prepare(create and not readonly)
             if not readonly and store.vectors_generation() is None:
@@ -236,21 +391,18 @@ class Store:
                 store._vectors_changed()
             if readonly:
                 connection.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            connection.close()
+            raise explain_sqlite(exc, path) or exc from exc
         except BaseException:
             connection.close()
             raise
         return store
 
     def _prepare(self, create: bool) -> None:
-        try:
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as exc:
-            raise IndexFormatError(
-                f"{db_path(self.index_dir)} is not an imgret index ({exc}); "
-                "point --index at another folder or delete this file to start over"
-            ) from exc
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         if not tables:
             if not create:
                 raise IndexNotFoundError(
@@ -259,12 +411,7 @@ class Store:
                 )
             self._db.execute("PRAGMA journal_mode = WAL")
             with self.transaction():
-                for statement in [*_OTHER_TABLES.split(";"), _create_images()]:
-                    if statement.strip():
-                        self._db.execute(statement)
-                for statement in _upgrade_statements(0):
-                    if not statement.startswith("ALTER"):
-                        self._db.execute(statement)
+                self._create_tables()
                 now = time.time()
                 self.set_meta(format_version=FORMAT_VERSION, created=now, updated=now)
             return
@@ -273,6 +420,8 @@ class Store:
                 f"{db_path(self.index_dir)} is an SQLite file but not an imgret index; "
                 "point --index at another folder"
             )
+        if create:
+            self._repair(tables)
         version = self.meta().get("format_version")
         if not isinstance(version, int) or version < 1:
             raise IndexFormatError(
@@ -285,8 +434,45 @@ class Store:
                 f"imgret (this one reads format {FORMAT_VERSION}); upgrade imgret "
                 "(pip install -U imgret) or index into another folder"
             )
-        if version < FORMAT_VERSION:
+        if version < FORMAT_VERSION and (self.writable or self._lacks_columns()):
             self._upgrade(version)
+
+    def _repair(self, tables: set[str]) -> None:
+        """What a build can mend in a damaged index before it starts: lost tables are made
+        again (empty: the build indexes again what the images table held), meta entries
+        that are not JSON are dropped (the build writes them anew), each with a warning.
+        Readers meet the same damage as a one-line :class:`IndexDamagedError`."""
+        lost = sorted(_TABLES - tables)
+        damaged = []
+        for key, value in self._db.execute("SELECT key, value FROM meta").fetchall():
+            try:
+                json.loads(value)
+            except (TypeError, json.JSONDecodeError):
+                damaged.append(key)
+        if not lost and not damaged:
+            return
+        with self.transaction():
+            self._create_tables()
+            self._db.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in damaged])
+            self._vectors_changed()
+        mended = [f"recreated the lost table(s) {', '.join(lost)}"] if lost else []
+        mended += [f"dropped the damaged meta entries {', '.join(damaged)}"] if damaged else []
+        warnings.warn(f"{db_path(self.index_dir)} was damaged: {'; '.join(mended)}", stacklevel=4)
+
+    def _create_tables(self) -> None:
+        """Every table and index of the current format that is not there yet."""
+        for statement in [*_OTHER_TABLES.split(";"), _create_images()]:
+            if statement.strip():
+                self._db.execute(statement)
+        for statement in _upgrade_statements(0):
+            if not statement.startswith("ALTER"):
+                self._db.execute(statement)
+
+    def _lacks_columns(self) -> bool:
+        """Whether the images table lacks a column of :class:`ImageRow` (a read-only index of
+        an older format is read as it is when the upgrade only added indexes)."""
+        present = {r["name"] for r in self._db.execute("PRAGMA table_info(images)")}
+        return not set(_COLUMNS) <= present
 
     def _upgrade(self, version: int) -> None:
         """Climb the ladder in one transaction: an index of any older release is kept, never
@@ -296,8 +482,8 @@ class Store:
                 for statement in _upgrade_statements(version):
                     self._db.execute(statement)
                 self.set_meta(format_version=FORMAT_VERSION)
-        except sqlite3.OperationalError as exc:
-            raise IndexFormatError(
+        except (sqlite3.OperationalError, IndexWriteError) as exc:
+            raise IndexWriteError(
                 f"the index in {self.index_dir} has format {version} and must be upgraded to "
                 f"format {FORMAT_VERSION}, but it cannot be written ({exc}); open it once "
                 "where it is writable (any imgret command upgrades it)"
@@ -325,20 +511,41 @@ class Store:
         if self._db.in_transaction:
             yield
             return
-        self._db.execute(begin)
+        path = db_path(self.index_dir)
+        try:
+            self._db.execute(begin)
+        except sqlite3.Error as exc:
+            raise explain_sqlite(exc, path) or exc from exc
         try:
             yield
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise explain_sqlite(exc, path) or exc from exc
 
     # meta -------------------------------------------------------------------------------
 
+    @_explained
     def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+        values = {}
+        for key, value in self._db.execute("SELECT key, value FROM meta"):
+            try:
+                values[key] = json.loads(value)
+            except (TypeError, json.JSONDecodeError) as exc:
+                raise IndexDamagedError(
+                    f"{db_path(self.index_dir)} is damaged: its meta entry {key!r} is not "
+                    f"JSON ({exc}); run `imgret index GALLERY --index {self.index_dir}` with "
+                    "the options it was built with to write it anew"
+                ) from None
+        return values
 
+    @_explained
     def set_meta(self, **values: Any) -> None:
         with self.transaction():
             self._db.executemany(
@@ -374,11 +581,13 @@ class Store:
 
     # images -----------------------------------------------------------------------------
 
+    @_explained
     def states(self) -> dict[str, RowState]:
         """Path → the light columns of every row (what the indexer compares against)."""
         query = f"SELECT {', '.join(_STATE_COLUMNS)} FROM images"
         return {r["path"]: RowState.from_sql(r) for r in self._db.execute(query)}
 
+    @_explained
     def rows(self, paths: Iterable[str] | None = None) -> list[ImageRow]:
         """Full rows, for ``paths`` in that order (missing ones left out), or all by path."""
         if paths is None:
@@ -393,9 +602,11 @@ class Store:
                 found[r["path"]] = ImageRow.from_sql(r)
         return [found[p] for p in wanted if p in found]
 
+    @_explained
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
+    @_explained
     def upsert(self, rows: Iterable[ImageRow]) -> None:
         """Insert or replace rows, all in one transaction; a row also clears its skip mark."""
         values = [row.to_sql() for row in rows]
@@ -409,6 +620,7 @@ class Store:
             if values:
                 self._vectors_changed()
 
+    @_explained
     def update_stats(self, stats: Iterable[tuple[str, int, int]]) -> None:
         """Record a new (size, mtime_ns) for files whose bytes did not change (touched)."""
         with self.transaction():
@@ -417,6 +629,7 @@ class Store:
                 [(size, mtime_ns, path) for path, size, mtime_ns in stats],
             )
 
+    @_explained
     def delete(self, paths: Iterable[str]) -> None:
         """Drop rows (and skip marks) of files that are gone; their notes stay."""
         keys = [(p,) for p in paths]
@@ -426,6 +639,7 @@ class Store:
             if keys:
                 self._vectors_changed()
 
+    @_explained
     def vectors(self, embedder: str | None = None) -> tuple[list[str], np.ndarray]:
         """(paths, float32 matrix [n, d]) of the rows embedded by ``embedder`` (default: all).
 
@@ -456,9 +670,11 @@ class Store:
 
     # notes ------------------------------------------------------------------------------
 
+    @_explained
     def notes(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT path, text FROM notes").fetchall())
 
+    @_explained
     def set_notes(self, notes: Mapping[str, str]) -> None:
         """Store notes by relative path; an empty text removes the note."""
         now = time.time()
@@ -474,10 +690,12 @@ class Store:
 
     # skipped files ----------------------------------------------------------------------
 
+    @_explained
     def skipped(self) -> dict[str, Skipped]:
         cursor = self._db.execute("SELECT path, size, mtime_ns, reason FROM skipped")
         return {r["path"]: Skipped(**dict(zip(r.keys(), r, strict=True))) for r in cursor}
 
+    @_explained
     def mark_skipped(self, entries: Iterable[Skipped]) -> None:
         """Remember bad files with the stat they had; a row of the same path is dropped."""
         values = [asdict(entry) for entry in entries]
@@ -491,10 +709,12 @@ class Store:
             if values:
                 self._vectors_changed()
 
+    @_explained
     def forget_skipped(self, paths: Iterable[str]) -> None:
         with self.transaction():
             self._db.executemany("DELETE FROM skipped WHERE path = ?", [(p,) for p in paths])
 
+    @_explained
     def count_where(self, table: str, embedder: str | None = None) -> int:
         """Rows of ``table`` (images, notes, skipped), or images embedded by ``embedder``."""
         if table not in {"images", "notes", "skipped"}:

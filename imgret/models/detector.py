@@ -19,7 +19,7 @@ from imgret.errors import BadInputError, ModelUnavailableError
 from imgret.images import file_sha256
 from imgret.models import Detector
 from imgret.models.counting import Counting
-from imgret.models.loading import pick_device, resolve
+from imgret.models.loading import pick_device, quiet_ultralytics, resolve
 from imgret.models.onnx_detector import OnnxDetector, find_onnx
 
 BOX_TASKS = ("detect", "segment")
@@ -115,6 +115,8 @@ class UltralyticsDetector:
 
     def __init__(self, model: str, config: Config, path: Path | None = None) -> None:
         import torch  # noqa: F401  (before ultralytics, which otherwise sets OMP_NUM_THREADS=1)
+
+        quiet_ultralytics()
         from ultralytics import YOLO
 
         self.model_id = model

@@ -8,6 +8,7 @@ files it needs and the folder to put them in — not a stack trace from inside a
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -87,8 +88,33 @@ def load_located(
     """``load(location)`` at the model's :func:`resolve`-d location, explained when missing,
     with the hub commit it came from (:func:`hub_revision`)."""
     location = resolve(model, models_dir)
+    quiet_transformers()
     loaded = load_or_explain(stage, model, files, models_dir, lambda: load(location))
     return loaded, hub_revision(location)
+
+
+def quiet_transformers() -> None:
+    """Turn off transformers' "Loading weights" bar, drawn at every model load (a second's
+    work, not the long work a bar is for), keeping the hub's download bars (minutes)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    download_bars = not are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()  # switches the hub's bars off too
+    if download_bars:
+        enable_progress_bars()
+
+
+def quiet_ultralytics() -> None:
+    """Keep Ultralytics to its warnings: unset, it prints a settings banner at import (at
+    every run where its settings file cannot be kept) and a summary per model."""
+    import logging
+
+    if "ultralytics" not in sys.modules:
+        os.environ.setdefault("YOLO_VERBOSE", "False")
+    import ultralytics  # noqa: F401  (configures its logger on import)
+
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
 
 
 def is_offline() -> bool:
