@@ -28,6 +28,8 @@ def gallery_relpath(path: Path | str, gallery: Path) -> str:
     Accepted: a path relative to the gallery, or any path (absolute, or relative to the
     current folder) that points inside it.
     """
+    if "\x00" in str(path):
+        raise BadInputError(f"{path!r} holds a NUL character, which no file name can hold")
     given = Path(path).expanduser()
     if not given.is_absolute():
         inside = gallery / given
