@@ -20,10 +20,14 @@ DEFAULT_DETECTOR = "yolov8m-oiv7.pt"
 DEFAULT_TOPICS = "cardiffnlp/tweet-topic-21-multi"
 DEFAULT_EMBEDDER = "hkunlp/instructor-large"
 
-STAGES = ("captioner", "detector", "topics", "embedder", "ocr")
-"""Every stage, in the order a build runs them; the one list the CLI, loader and store share."""
-VISION_STAGES = ("captioner", "detector", "ocr")
-"""The stages that look at pixels; the others read text only."""
+STAGES = ("captioner", "detector", "topics", "embedder", "ocr", "tagger")
+"""Every stage; the one list the CLI, loader and store share."""
+VISION_STAGES = ("captioner", "detector", "ocr", "tagger")
+"""The stages that look at pixels; the others read text only. A build runs them on the same
+decoded images."""
+KEYED_APART = ("tagger",)
+"""Vision stages with a stale-row key of their own (:meth:`Config.tagger_key`), so changing
+their settings, or an index made before they existed, re-runs only them."""
 TEXT_STAGES = ("topics", "embedder")
 """The stages that turn stored text into vectors; changing them re-embeds, never re-analyses."""
 
@@ -55,6 +59,8 @@ class Config:
     topics: str | None = DEFAULT_TOPICS
     embedder: str = DEFAULT_EMBEDDER
     ocr: str | None = None
+    tagger: str | None = None
+    """An image classifier whose best labels join the description ("efficientnet-lite0")."""
     embedder_instruction: bool | None = setting(None, "embedder")
     """Whether the embedder takes INSTRUCTOR instructions; None decides from its name."""
 
@@ -85,9 +91,15 @@ class Config:
     them off."""
     topic_threshold: float = setting(0.2, "topics")
     ocr_min_confidence: float = setting(0.5, "ocr")
+    tagger_top_k: int = setting(5, "tagger")
+    """At most this many labels per image, the most probable first."""
+    tagger_min_score: float = setting(0.05, "tagger")
+    """Labels less probable than this are dropped."""
 
     def __post_init__(self) -> None:
-        for name in ("captioner", "detector", "topics", "ocr"):
+        for name in STAGES:
+            if name == "embedder":
+                continue
             object.__setattr__(self, name, stage_value(getattr(self, name)))
         if stage_value(self.embedder) is None:
             raise BadInputError(
@@ -107,7 +119,17 @@ class Config:
 
     def vision_key(self) -> dict[str, Any]:
         """What decides the caption, counts and OCR text of an image; a change re-runs vision."""
-        return {k: v for stage in VISION_STAGES for k, v in self.stage_key(stage).items()}
+        return {
+            k: v
+            for stage in VISION_STAGES
+            if stage not in KEYED_APART
+            for k, v in self.stage_key(stage).items()
+        }
+
+    def tagger_key(self) -> dict[str, Any]:
+        """What decides an image's tags; a change re-runs the tagger alone. Empty while the
+        tagger is off, which is also what rows made before the tagger existed hold."""
+        return self.stage_key("tagger") if self.tagger is not None else {}
 
     def text_key(self) -> dict[str, Any]:
         """What decides the instruction and vector from stored text; a change only re-embeds."""
@@ -158,6 +180,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "topics": DEFAULT_TOPICS,
         "embedder": DEFAULT_EMBEDDER,
         "ocr": None,
+        "tagger": None,
         "detector_confidence": 0.25,
     },
     "cpu": {

@@ -43,6 +43,16 @@ class TextReader(Protocol):
 
 
 @runtime_checkable
+class Tagger(Protocol):
+    model_id: str
+    revision: str | None
+
+    def tag(self, images: list[Image.Image]) -> list[list[tuple[str, float]]]:
+        """Per image, its kept labels with their probabilities, the most probable first."""
+        ...
+
+
+@runtime_checkable
 class TopicClassifier(Protocol):
     model_id: str
     revision: str | None

@@ -181,7 +181,7 @@ def detect_layout(output_shape: list, n_classes: int, from_ultralytics: bool) ->
     )
 
 
-def find_onnx(path: Path) -> Path | None:
+def find_onnx(path: Path, stage: str = "detector") -> Path | None:
     """The .onnx file ``path`` names: the file itself or the only one in a folder."""
     if path.is_file():
         return path if path.suffix.lower() == ".onnx" else None
@@ -189,7 +189,7 @@ def find_onnx(path: Path) -> Path | None:
     if len(found) > 1:
         raise BadInputError(
             f"{path} holds several ONNX models ({', '.join(p.name for p in found)}); "
-            "pass the one to use as --detector path/to/model.onnx"
+            f"pass the one to use as --{stage} path/to/model.onnx"
         )
     return found[0] if found else None
 
@@ -218,7 +218,8 @@ def _input_size(shape: list, metadata: dict[str, str]) -> tuple[int, int]:
     return 640, 640
 
 
-def _providers(device: str) -> list[str | tuple[str, dict[str, int]]]:
+def providers(device: str) -> list[str | tuple[str, dict[str, int]]]:
+    """onnxruntime's execution providers for ``device``: CUDA first when asked and built in."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -227,7 +228,7 @@ def _providers(device: str) -> list[str | tuple[str, dict[str, int]]]:
             index = device.partition(":")[2] or "0"
             return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
         warnings.warn(
-            "this onnxruntime has no CUDA support; the ONNX detector runs on the CPU "
+            "this onnxruntime has no CUDA support; ONNX models run on the CPU "
             "(pip install onnxruntime-gpu to use the GPU)",
             stacklevel=3,
         )
@@ -247,7 +248,7 @@ class OnnxDetector:
         self.revision: str | None = file_sha256(self.path)[:12]
         self.counting = Counting.from_config(config)
         self.session = ort.InferenceSession(
-            str(self.path), providers=_providers(pick_device(config.device))
+            str(self.path), providers=providers(pick_device(config.device))
         )
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.names = read_names(self.path, metadata)

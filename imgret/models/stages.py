@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from imgret.config import STAGES, Config
-from imgret.models import Captioner, Detector, Embedder, TextReader, TopicClassifier
+from imgret.models import Captioner, Detector, Embedder, Tagger, TextReader, TopicClassifier
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Stages:
     topics: TopicClassifier | None = None
     embedder: Embedder | None = None
     ocr: TextReader | None = None
+    tagger: Tagger | None = None
 
 
 def load_stages(config: Config, which: Iterable[str] = STAGES) -> Stages:
@@ -60,6 +61,10 @@ def _load(stage: str, config: Config):
         from imgret.models.embedder import InstructorEmbedder
 
         return InstructorEmbedder(model, config, uses_instruction=config.embedder_instruction)
+    if stage == "tagger":
+        from imgret.models.tagger import load_tagger
+
+        return load_tagger(model, config)
     from imgret.models.ocr import RapidTextReader
 
     return RapidTextReader(model, config)
