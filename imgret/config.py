@@ -22,10 +22,10 @@ DEFAULT_EMBEDDER = "hkunlp/instructor-large"
 
 STAGES = ("captioner", "detector", "topics", "embedder", "ocr", "tagger")
 """Every stage; the one list the CLI, loader and store share."""
-VISION_STAGES = ("captioner", "detector", "ocr")
-"""The stages that look at pixels; the others read text only."""
+VISION_STAGES = ("captioner", "detector", "ocr", "tagger")
+"""The stages that look at pixels, on the same decoded images; the others read text only."""
 KEYED_APART = ("tagger",)
-"""Stages that look at pixels with a stale-row key of their own (:meth:`Config.tagger_key`),
+"""Vision stages with a stale-row key of their own (:meth:`Config.tagger_key`),
 so changing their settings, or an index made before they existed, re-runs only them."""
 TEXT_STAGES = ("topics", "embedder")
 """The stages that turn stored text into vectors; changing them re-embeds, never re-analyses."""

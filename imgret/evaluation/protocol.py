@@ -377,7 +377,7 @@ def index_dataset(
     unread = {path for path, _ in report.skipped}
     left_out = [rel for rel in relative if rel not in found or rel in unread]
     rows = [found.get(rel) if rel not in unread else None for rel in relative]
-    return rows, left_out, report.new + report.changed + report.reanalyzed
+    return rows, left_out, report.new + report.changed + report.reanalyzed + report.retagged
 
 
 def _link(target: Path, link: Path) -> None:

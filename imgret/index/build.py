@@ -4,8 +4,10 @@ A build does only the work the index lacks: unchanged files are left alone, a fi
 bytes did not change (only its mtime) gets its new stat, new and changed files go through
 the vision stages, and rows whose text settings (topics, embedder, template) or notes changed
 are re-described and re-embedded from their stored caption, counts and text without loading
-any vision model. Every batch is committed in one transaction, so an interrupted build keeps
-what it finished and the next run does the rest.
+any vision model. The tagger is keyed apart: when only its settings changed (or the index
+predates it), it runs alone on the stored rows and every other stored output stays. Every
+batch is committed in one transaction, so an interrupted build keeps what it finished and
+the next run does the rest.
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from imgret import describe
-from imgret.config import STAGES, Config, key_string
+from imgret.config import KEYED_APART, STAGES, VISION_STAGES, Config, key_string
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileError
 from imgret.images import file_sha256, find_images, printable
 from imgret.index.engines import Engine, InProcessEngine, relpath
 from imgret.index.search_cache import load_search_vectors
-from imgret.index.store import ImageRow, Store, writer_lock
+from imgret.index.store import ImageRow, Skipped, Store, writer_lock
 from imgret.models.stages import Stages, load_stages
 
 
@@ -42,6 +44,9 @@ class IndexReport:
     changed: int = 0
     reanalyzed: int = 0
     """Unchanged files whose caption/counts/OCR were redone because the vision settings changed."""
+    retagged: int = 0
+    """Unchanged files that only the tagger ran on again (its settings changed, or the index
+    was made before it), then re-described and re-embedded."""
     reembedded: int = 0
     """Rows re-described and re-embedded from stored text (text settings or notes changed)."""
     unchanged: int = 0
@@ -53,7 +58,8 @@ class IndexReport:
         lines = [
             f"indexed {self.gallery} into {self.index_dir} in {self.seconds:.1f} s: "
             f"{self.total} image file(s); {self.new} new, {self.changed} changed, "
-            f"{self.reanalyzed} re-analysed, {self.reembedded} re-embedded, "
+            f"{self.reanalyzed} re-analysed, {self.retagged} re-tagged, "
+            f"{self.reembedded} re-embedded, "
             f"{self.unchanged} unchanged, {self.removed} removed, {len(self.skipped)} skipped"
         ]
         if self.skipped:
@@ -66,6 +72,8 @@ class IndexReport:
 class _Plan:
     vision: dict[str, str] = field(default_factory=dict)
     """Path → why it goes through the vision stages: "new", "changed" or "reanalyzed"."""
+    tagging: list[str] = field(default_factory=list)
+    """Paths whose rows are current but for their tags."""
     text: list[str] = field(default_factory=list)
     touched: list[tuple[str, int, int]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -142,18 +150,21 @@ def build_index(
             store.delete(plan.removed)
             store.forget_skipped(plan.gone_skips)
             store.update_stats(plan.touched)
-        stages = load_stages(config, which=TEXT_STAGES) if plan.vision or plan.text else Stages()
+        busy = plan.vision or plan.tagging or plan.text
+        stages = load_stages(config, which=TEXT_STAGES) if busy else Stages()
         meta = _meta(store, config, stages)
         with tqdm(
-            total=len(plan.vision) + len(plan.text),
+            total=len(plan.vision) + len(plan.tagging) + len(plan.text),
             unit="image",
             desc="indexing",
             disable=not progress,
             dynamic_ncols=True,
         ) as bar:
+            engine = engine or InProcessEngine()
             if plan.vision:
-                engine = engine or InProcessEngine()
                 _run_vision(store, engine, gallery, plan, stages, config, meta, report, bar)
+            if plan.tagging:
+                _run_tagger(store, engine, gallery, plan, stages, config, meta, report, bar)
             _run_text(store, plan.text, plan.notes, stages, config, meta, bar)
         store.set_meta(**meta, updated=time.time())
     # Written now, the search cache spares the first search reading the vectors out of
@@ -229,16 +240,20 @@ def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _
             plan.vision[key] = "changed"
 
     vision_key, text_key = key_string(config.vision_key()), key_string(config.text_key())
+    tagger_key = key_string(config.tagger_key())
     for key in same:
         state = states[key]
         if state.vision_key != vision_key:
             plan.vision[key] = "reanalyzed"
+        elif state.tagger_key != tagger_key:
+            plan.tagging.append(key)
         elif state.text_key != text_key or state.notes != notes.get(key, ""):
             plan.text.append(key)
             report.reembedded += 1
         else:
             report.unchanged += 1
     plan.vision = dict(sorted(plan.vision.items()))
+    plan.tagging.sort()
     plan.text.sort()
     return plan
 
@@ -282,6 +297,69 @@ def _run_vision(
             why = plan.vision[row.path]
             setattr(report, why, getattr(report, why) + 1)
         bar.update(len(batch))
+
+
+def _run_tagger(
+    store: Store,
+    engine: Engine,
+    gallery: Path,
+    plan: _Plan,
+    stages: Stages,
+    config: Config,
+    meta: dict,
+    report: IndexReport,
+    bar: tqdm,
+) -> None:
+    """New tags for rows whose only stale part is the tagger's: the engine runs with every
+    other vision stage off, and the stored caption, counts and text stay as they are.
+
+    A tagger switched off needs no image: its tags are cleared from the stored rows.
+    """
+    if config.tagger is None:
+        key = key_string(config.tagger_key())
+        for start in range(0, len(plan.tagging), config.text_batch_size):
+            rows = store.rows(plan.tagging[start : start + config.text_batch_size])
+            for row in rows:
+                row.tags, row.tagger_key = [], key
+            _describe_and_commit(store, rows, [], plan, stages, config, meta, report, bar)
+        return
+    others_off: dict[str, Any] = {s: None for s in VISION_STAGES if s not in KEYED_APART}
+    alone = replace(config, **others_off)
+    previous = store.meta().get("stages", {})
+    revisions = _revisions(stages)
+    for batch in engine.analyse(gallery, plan.tagging, alone):
+        if batch.revisions.keys() - revisions.keys():
+            revisions |= batch.revisions
+            meta["stages"] = stage_meta(config, revisions, previous)
+        tagged = {row.path: row for row in batch.rows}
+        rows = store.rows(tagged)
+        for row in rows:
+            row.tags, row.tagger_key = tagged[row.path].tags, tagged[row.path].tagger_key
+        _describe_and_commit(store, rows, batch.skipped, plan, stages, config, meta, report, bar)
+
+
+def _describe_and_commit(
+    store: Store,
+    rows: list[ImageRow],
+    skipped: Sequence[Skipped],
+    plan: _Plan,
+    stages: Stages,
+    config: Config,
+    meta: dict,
+    report: IndexReport,
+    bar: tqdm,
+) -> None:
+    """Re-tagged rows described, embedded and stored in one transaction (with the files that
+    could no longer be read)."""
+    if rows:
+        describe_and_embed(rows, plan.notes, stages, config)
+    with store.transaction():
+        store.upsert(rows)
+        store.mark_skipped(skipped)
+        store.set_meta(**meta)
+    report.retagged += len(rows)
+    report.skipped += [(s.path, s.reason) for s in skipped]
+    bar.update(len(rows) + len(skipped))
 
 
 def _run_text(

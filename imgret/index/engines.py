@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from imgret.config import VISION_STAGES, Config, key_string
+from imgret.config import KEYED_APART, VISION_STAGES, Config, key_string
 from imgret.images import decode_batches
 from imgret.index.store import ImageRow, Skipped
 from imgret.models.stages import load_stages
@@ -39,6 +39,7 @@ VISION_OUTPUTS: dict[str, VisionOutput] = {
     "captioner": VisionOutput("caption", "caption"),
     "detector": VisionOutput("detect", "counts"),
     "ocr": VisionOutput("read", "text_in_image"),
+    "tagger": VisionOutput("tag", "tags"),
 }
 """Stage → batch method and ImageRow field; a new vision stage adds its line here."""
 if set(VISION_OUTPUTS) != set(VISION_STAGES):
@@ -72,12 +73,24 @@ class FileFacts:
     height: int
 
 
-def vision_row(facts: FileFacts, outputs: Mapping[str, Any], vision_key: str) -> ImageRow:
-    """The row of one image from its file facts and each stage's answer (absent stage: default).
+def row_keys(config: Config) -> dict[str, str]:
+    """The stale-row keys a row made under ``config`` records: ``vision_key`` for the vision
+    stages keyed together, and one ``<stage>_key`` for each stage keyed apart."""
+    keys = {"vision_key": key_string(config.vision_key())}
+    for stage in KEYED_APART:
+        keys[f"{stage}_key"] = key_string(getattr(config, f"{stage}_key")())
+    return keys
+
+
+def vision_row(facts: FileFacts, outputs: Mapping[str, Any], keys: Mapping[str, str]) -> ImageRow:
+    """The row of one image from its file facts and each stage's answer (absent stage: default),
+    with the stale-row ``keys`` of :func:`row_keys`.
 
     The text fields (description, topics, vector…) stay empty: the driver fills them.
     """
-    values = {VISION_OUTPUTS[stage].field: answer for stage, answer in outputs.items()}
+    values: dict[str, Any] = {
+        VISION_OUTPUTS[stage].field: answer for stage, answer in outputs.items()
+    } | dict(keys)
     if "counts" in values:
         values["counts"] = dict(values["counts"])
     return ImageRow(
@@ -87,7 +100,6 @@ def vision_row(facts: FileFacts, outputs: Mapping[str, Any], vision_key: str) ->
         sha256=facts.sha256,
         width=facts.width,
         height=facts.height,
-        vision_key=vision_key,
         **values,
     )
 
@@ -121,7 +133,7 @@ class InProcessEngine:
         stages = load_stages(config, which=VISION_STAGES)
         models = {s: getattr(stages, s) for s in VISION_STAGES if getattr(stages, s) is not None}
         revisions = {stage: model.revision for stage, model in models.items()}
-        vision_key = key_string(config.vision_key())
+        keys = row_keys(config)
         batches = decode_batches(
             [gallery / p for p in paths],
             config.batch_size,
@@ -155,5 +167,5 @@ class InProcessEngine:
                 answers = see(models, [image for _, image in good])
                 for i, (facts, _) in enumerate(good):
                     outputs = {stage: values[i] for stage, values in answers.items()}
-                    result.rows.append(vision_row(facts, outputs, vision_key))
+                    result.rows.append(vision_row(facts, outputs, keys))
             yield result

@@ -39,7 +39,7 @@ from imgret.errors import (
     IndexWriteError,
 )
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The layout this release writes; older indexes climb :data:`_LADDER` to it when opened."""
 DB_NAME = "index.sqlite3"
 LOCK_NAME = "index.lock"
@@ -79,6 +79,13 @@ class ImageRow:
     vector: np.ndarray | None = column("BLOB NOT NULL", codec="vector", default=None)
     vision_key: str = column("TEXT NOT NULL", default="")
     text_key: str = column("TEXT NOT NULL", default="")
+    tags: list[tuple[str, float]] = column(
+        "TEXT NOT NULL DEFAULT '[]'", since=3, codec="json", default_factory=list
+    )
+    """The tagger's kept labels with their probabilities, the most probable first."""
+    tagger_key: str = column("TEXT NOT NULL DEFAULT '{}'", since=3, default="{}")
+    """The tagger settings the tags come from; "{}" while the tagger is off, which is also
+    what rows made before the tagger existed hold, so switching it on re-runs it alone."""
 
     def to_sql(self) -> dict[str, Any]:
         """Column name → SQL value, for statements with named placeholders."""
@@ -102,7 +109,8 @@ class ImageRow:
                 values[f.name] = json.loads(values[f.name])
             elif f.metadata["codec"] == "vector":
                 values[f.name] = np.frombuffer(values[f.name], dtype=np.float32)
-        values["topics"] = [(label, score) for label, score in values["topics"]]
+        for name in ("topics", "tags"):
+            values[name] = [(label, score) for label, score in values[name]]
         return cls(**values)
 
 
@@ -123,6 +131,8 @@ _LADDER: tuple[tuple[int, tuple[str, ...]], ...] = (
     # 2: renamed and moved files are recognised by their content hash, which a full scan of
     # the table would make slow on large galleries.
     (2, ("CREATE INDEX IF NOT EXISTS images_by_hash ON images (sha256)",)),
+    # 3: the tagger's labels and the key of the settings that made them.
+    (3, ()),
 )
 """Each step: the format it reaches and its statements. The columns a step adds are the
 :class:`ImageRow` fields with that ``since``, added from their own definitions."""
@@ -160,6 +170,7 @@ class RowState:
     embedder: str
     vision_key: str
     text_key: str
+    tagger_key: str
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> RowState:

@@ -259,3 +259,45 @@ def test_stored_config_is_the_default(text_only, small_gallery, tmp_path):
     assert (report.unchanged, report.reembedded) == (6, 0)
     with Store.open(index) as store:
         assert store.config_dict() == text_only.to_dict()
+
+
+# --- the tagger: keyed apart from the other vision stages ---------------------------------------
+
+
+def test_the_tagger_runs_alone_when_only_its_settings_change(
+    text_only, tiny_models, small_gallery, tmp_path
+):
+    from tests.support.tiny_taggers import COLOURS, build_tiny_onnx
+
+    detector = str(shutil.copy(tiny_models["detector"], tmp_path / "detector.pt"))
+    colours = build_tiny_onnx(tmp_path / "colours")
+    tagged = dataclasses.replace(
+        text_only, detector=detector, tagger=str(colours), tagger_top_k=2, tagger_min_score=0.0
+    )
+    index = tmp_path / "index"
+    assert build_index(small_gallery, index, tagged, progress=False).new == 6
+    with Store.open(index) as store:
+        before = {r.path: r for r in store.rows()}
+        assert set(store.meta()["stages"]) >= {"detector", "tagger"}
+    for row in before.values():
+        assert {label for label, _ in row.tags} <= set(COLOURS) and len(row.tags) == 2
+        assert row.tags[0][1] >= row.tags[1][1] and row.counts
+        assert row.tagger_key == key_string(tagged.tagger_key())
+    Path(detector).unlink()  # from here on, anything that loads the detector fails
+
+    fewer = dataclasses.replace(tagged, tagger_top_k=1)
+    report = build_index(small_gallery, index, fewer, progress=False)
+    assert (report.retagged, report.reanalyzed, report.new, report.reembedded) == (6, 0, 0, 0)
+    with Store.open(index) as store:
+        after = {r.path: r for r in store.rows()}
+    for path, row in after.items():
+        assert row.tags == before[path].tags[:1]
+        assert row.counts == before[path].counts and row.vision_key == before[path].vision_key
+    assert build_index(small_gallery, index, fewer, progress=False).unchanged == 6
+
+    shutil.rmtree(colours.parent)  # switching the tagger off needs neither its model nor the images
+    off = dataclasses.replace(fewer, tagger=None)
+    report = build_index(small_gallery, index, off, progress=False)
+    assert (report.retagged, report.reanalyzed) == (6, 0)
+    with Store.open(index) as store:
+        assert {(tuple(r.tags), r.tagger_key) for r in store.rows()} == {((), "{}")}
