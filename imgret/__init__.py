@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 from typing import Any
+
+# Ultralytics unpickles a .pt in full, running whatever code the file holds, unless its safe
+# mode (torch.load(weights_only=True) and known model classes only) is on. It reads the flag
+# once, when first imported, so it is set here, before any imgret module can import it;
+# imgret.models.detector refuses to load weights if Ultralytics was imported earlier without it.
+os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
 
 try:
     __version__ = importlib.metadata.version("imgret")

@@ -73,6 +73,14 @@ class ModelUnavailableError(ImgretError, RuntimeError):
     exit_code = 2
 
 
+class UnsafeWeightsError(ModelUnavailableError):
+    """A weights file that only a full unpickling could load: it may run code, so it is refused.
+
+    Weights load with ``torch.load(weights_only=True)`` (tensors and known model classes
+    only); a file that needs more was made by other code or was tampered with.
+    """
+
+
 class MissingFileError(BadInputError, FileNotFoundError):
     """A file or folder the person named does not exist or cannot be read."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from imgret.errors import BadInputError, MissingFileError
@@ -110,7 +110,7 @@ def _karpathy(data: dict[str, Any], path: Path, images: Path | str | None, split
         folder = e.get("filepath", "")
         if not isinstance(folder, str):
             folder = _text(e, "filepath", path, where)
-        relative.append(Path(folder) / _text(e, "filename", path, where))
+        relative.append(_image_name(path, folder, _text(e, "filename", path, where)))
         sentences = e.get("sentences", [])
         if not isinstance(sentences, list):
             raise BadInputError(f"{path}: {where}: 'sentences' must be a list")
@@ -147,7 +147,9 @@ def _coco(data: dict[str, Any], path: Path, images: Path | str | None, split: st
         order = order if isinstance(order, (int, float)) and not isinstance(order, bool) else 0
         numbered[_image_id(annotation, "image_id", path, where)].append((order, text.strip()))
     captions = {key: [text for _, text in sorted(pairs)] for key, pairs in numbered.items()}
-    relative = [Path(_text(e, "file_name", path, f"image {i}")) for i, e in enumerate(chosen)]
+    relative = [
+        _image_name(path, _text(e, "file_name", path, f"image {i}")) for i, e in enumerate(chosen)
+    ]
     ids = [_image_id(e, "id", path, f"image {i}") for i, e in enumerate(chosen)]
     root = _image_root(path, images, relative)
     items = [
@@ -155,6 +157,24 @@ def _coco(data: dict[str, Any], path: Path, images: Path | str | None, split: st
         for rel, key in zip(relative, ids, strict=True)
     ]
     return CaptionedDataset(name="coco", split=split, images=items, image_root=root)
+
+
+def _image_name(path: Path, *parts: str) -> Path:
+    """An image's name as the file gives it, refused when it would leave the image folder.
+
+    Evaluation links every listed image into its work folder under this name, so a name that
+    is absolute or climbs with ``..`` would reach outside it; like git with paths that leave
+    the work tree, such a name is an error, not something to resolve.
+    """
+    joined = "/".join(str(part) for part in parts if str(part))
+    for flavour in (PurePosixPath, PureWindowsPath):
+        name = flavour(joined)
+        if name.is_absolute() or name.anchor or ".." in name.parts:
+            raise BadInputError(
+                f"{path}: the image name {joined!r} leaves the image folder (an absolute path "
+                "or '..'); image names must be relative to the image folder and stay inside it"
+            )
+    return Path(joined)
 
 
 def _no_split_message(path: Path, split: str, available: list[Any]) -> str:

@@ -17,6 +17,7 @@ computation is the first turn alone: caption 0 the description, captions 1–4 t
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import itertools
 import json
@@ -370,7 +371,7 @@ def index_dataset(
     gallery = work_dir / "gallery"
     relative = [image.path.relative_to(dataset.image_root).as_posix() for image in dataset.images]
     for rel, image in zip(relative, dataset.images, strict=True):
-        _link(image.path, gallery / rel)
+        _link(image.path, gallery / rel, gallery)
     report = build_index(gallery, work_dir / "index", config, progress=progress)
     with Store.open(work_dir / "index") as store:
         found = {row.path: row for row in store.rows(relative)}
@@ -380,14 +381,31 @@ def index_dataset(
     return rows, left_out, report.new + report.changed + report.reanalyzed + report.retagged
 
 
-def _link(target: Path, link: Path) -> None:
-    """Point ``link`` at ``target``: a symlink, else a hard link, else a copy (Windows)."""
+def _link(target: Path, link: Path, gallery: Path) -> None:
+    """Point ``link`` at ``target``: a symlink, else a hard link, else a copy (Windows).
+
+    Only what evaluation made itself is ever replaced, and only inside ``gallery``: a link
+    whose folder resolves elsewhere (a symlinked folder in the work folder) is refused, and a
+    regular file in the way is kept unless it is the image already (a hard link or a copy).
+    """
     target = target.resolve()
-    if link.is_symlink() and link.resolve() == target:
-        return
+    if not link.parent.resolve().is_relative_to(gallery.resolve()):
+        raise BadInputError(
+            f"{link.parent} leads out of the evaluation's work folder {gallery} (a symlinked "
+            "folder); remove it or pass another --work-dir"
+        )
     link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
+    if link.is_symlink():
+        if link.resolve() == target:
+            return
         link.unlink()
+    elif link.exists():
+        if link.is_file() and (link.samefile(target) or filecmp.cmp(link, target, shallow=False)):
+            return
+        raise BadInputError(
+            f"{link} is in the way of the link to {target} and was not made by imgret eval; "
+            "move it away or pass another --work-dir"
+        )
     try:
         link.symlink_to(target)
     except OSError:

@@ -9,17 +9,19 @@ made from the file, so ``--detector`` takes either.
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from imgret.config import Config
-from imgret.errors import BadInputError, ModelUnavailableError
+from imgret.errors import BadInputError, ModelUnavailableError, UnsafeWeightsError
 from imgret.images import file_sha256
 from imgret.models import Detector
 from imgret.models.counting import Counting
-from imgret.models.loading import pick_device, quiet_ultralytics, resolve
+from imgret.models.loading import pick_device, quiet_ultralytics, resolve, unsafe_weights_message
 from imgret.models.onnx_detector import OnnxDetector, find_onnx
 
 BOX_TASKS = ("detect", "segment")
@@ -103,6 +105,22 @@ def _weights_path(model: str, config: Config, path: Path) -> str:
     return str(path if path.parent != Path(".") else config.models_dir / path.name)
 
 
+def _require_safe_load() -> None:
+    """Fail unless Ultralytics loads .pt files with ``weights_only=True`` in this process.
+
+    ``imgret/__init__.py`` turns its safe mode on before Ultralytics is imported; a program
+    that imported Ultralytics first gets it off, and a swapped .pt would then run its code.
+    """
+    from ultralytics.nn import tasks
+
+    if not tasks.SAFE_LOAD or not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        raise UnsafeWeightsError(
+            "Ultralytics was imported before imgret without ULTRALYTICS_SAFE_LOAD=1, so it would "
+            "unpickle .pt files in full (running any code they hold); set ULTRALYTICS_SAFE_LOAD=1 "
+            "before starting Python, or import imgret before ultralytics"
+        )
+
+
 def _half_precision() -> dict[str, object]:
     """fp16 in the spelling this Ultralytics takes (``half`` became ``quantize=16`` in 8.4)."""
     from ultralytics.cfg import DEFAULT_CFG_DICT
@@ -121,10 +139,27 @@ class UltralyticsDetector:
 
         self.model_id = model
         weights = _weights_path(model, config, path or _locate(model, config))
+        _require_safe_load()
+        if Path(weights).suffix.lower() == ".pt" and not zipfile.is_zipfile(weights):
+            # Every torch.save since PyTorch 1.6 is a zip archive; other bytes make torch's
+            # unpickler fail in ways Ultralytics does not catch (IndexError, KeyError …).
+            raise ModelUnavailableError(
+                _missing_weights(
+                    model, config, f"{weights} is damaged or not a PyTorch checkpoint at all"
+                )
+            )
         try:
             self.model = YOLO(weights)
         except (FileNotFoundError, ConnectionError) as exc:
             raise ModelUnavailableError(_missing_weights(model, config, cause=exc)) from exc
+        except TypeError as exc:
+            # Ultralytics' safe mode reports a pickle it refused as a TypeError caused by
+            # UnpicklingError (unknown globals, or bytes that are no checkpoint at all).
+            if isinstance(exc.__cause__, pickle.UnpicklingError):
+                raise UnsafeWeightsError(
+                    unsafe_weights_message("detector", weights, exc.__cause__)
+                ) from exc
+            raise
         if self.model.task not in BOX_TASKS:
             raise BadInputError(
                 f"{model} is an Ultralytics '{self.model.task}' model; the detector stage "

@@ -8,6 +8,8 @@ files it needs and the folder to put them in — not a stack trace from inside a
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     import torch
 
-from imgret.errors import ModelUnavailableError
+from imgret.errors import ModelUnavailableError, UnsafeWeightsError
 
 T = TypeVar("T")
 
@@ -140,6 +142,24 @@ def missing_model_message(
     )
 
 
+def unsafe_weights_message(stage: str, location: str | Path, cause: BaseException) -> str:
+    """Why a weights file was refused: loading it would need a full unpickling.
+
+    torch's own message is a page of advice to load the file unsafely; only the line that
+    names what it refused (e.g. "Unsupported global: GLOBAL builtins.exec") is kept.
+    """
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed|\n\n|$)", str(cause))
+    reason = found.group(1).strip() if found else type(cause).__name__
+    return (
+        f"Refused to load the {stage} weights {location}: the file is not plain weights "
+        "(tensors and known model classes) or it is damaged; loading it in full could run "
+        "whatever code it holds.\n"
+        f"  Replace it with the model's original file (or a .safetensors / .onnx export), or "
+        f"pick another model with --{stage}.\n"
+        f"  ({reason})"
+    )
+
+
 def load_or_explain(
     stage: str,
     model: str,
@@ -147,9 +167,13 @@ def load_or_explain(
     models_dir: Path | str,
     load: Callable[[], T],
 ) -> T:
-    """Run ``load``; turn 'not found / hub unreachable' into a :class:`ModelUnavailableError`."""
+    """Run ``load``; turn 'not found / hub unreachable' into a :class:`ModelUnavailableError`
+    and a pickle that ``weights_only=True`` refused (transformers and sentence-transformers
+    load ``.bin`` files so) into an :class:`UnsafeWeightsError`."""
     try:
         return load()
+    except pickle.UnpicklingError as exc:
+        raise UnsafeWeightsError(unsafe_weights_message(stage, model, exc)) from exc
     except (OSError, ValueError) as exc:
         text = str(exc).lower()
         if isinstance(exc, ValueError) and "offline" not in text and "not found" not in text:

@@ -113,3 +113,30 @@ def test_coco_sample():
     assert len(data.images) == 159
     assert all(len(img.captions) == 5 and img.path.is_file() for img in data.images)
     assert len(load_dataset(COCO_SAMPLE / "captions.json").images) == 239
+
+
+@pytest.mark.parametrize("name", ["../victim.jpg", "sub/../../victim.jpg", "/abs/victim.jpg"])
+def test_image_names_that_leave_the_image_folder_are_refused(tmp_path, name):
+    """A crafted file must not name images outside the folder: eval links each one there."""
+    victim = tmp_path / "victim.jpg"
+    victim.write_bytes(b"precious")
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    path = root / "captions.json"
+    entry = {"id": 1, "file_name": name.replace("/abs", str(tmp_path))}
+    caption = {"id": 1, "image_id": 1, "caption": "x"}
+    path.write_text(json.dumps({"images": [entry], "annotations": [caption]}))
+    with pytest.raises(ValueError, match="leaves the image folder"):
+        load_dataset(path, images=root)
+    karpathy = root / "dataset_x.json"
+    sentences = [{"raw": "x"}]
+    karpathy.write_text(
+        json.dumps({"images": [{"filename": name, "split": "test", "sentences": sentences}]})
+    )
+    with pytest.raises(ValueError, match="leaves the image folder"):
+        load_dataset(karpathy, images=root)
+    climbing = {"filepath": "..", "filename": "victim.jpg", "split": "test"}
+    karpathy.write_text(json.dumps({"images": [{**climbing, "sentences": sentences}]}))
+    with pytest.raises(ValueError, match="leaves the image folder"):
+        load_dataset(karpathy, images=root)
+    assert victim.read_bytes() == b"precious"

@@ -167,3 +167,27 @@ def test_real_minilm_recall_with_caption_zero_as_note(tmp_path):
     print(f"the same with int8 queries: {int8}")
     assert int8.r1 >= 0.62
     assert int8.r5 >= 0.87
+
+
+def test_eval_never_replaces_what_it_did_not_make(tmp_path):
+    """Links are made and replaced inside the work gallery only, and only imgret's own."""
+    from imgret.errors import BadInputError
+    from imgret.evaluation.protocol import _link
+
+    gallery = tmp_path / "work" / "gallery"
+    first, second = coco_images(2)
+    _link(first, gallery / "a.jpg", gallery)
+    _link(second, gallery / "a.jpg", gallery)  # a link of its own is re-pointed
+    assert (gallery / "a.jpg").resolve() == second.resolve()
+    mine = gallery / "mine.jpg"
+    mine.write_bytes(b"a file of the person's")
+    with pytest.raises(BadInputError, match="not made by imgret eval"):
+        _link(first, mine, gallery)
+    assert mine.read_bytes() == b"a file of the person's"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.jpg").write_bytes(b"outside")
+    (gallery / "elsewhere").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(BadInputError, match="leads out of"):
+        _link(first, gallery / "elsewhere" / "b.jpg", gallery)
+    assert (outside / "b.jpg").read_bytes() == b"outside"
