@@ -61,8 +61,13 @@ def write_index(root: Path, n: int) -> Path:
     _, _, base = encode(descriptions, load_stages(CONFIG, which=TEXT_STAGES), CONFIG)
     rng = np.random.default_rng(0)
     with Store.open(index, create=True) as store:
-        store.set_meta(gallery=gallery.resolve().as_posix(), config=CONFIG.to_dict(),
-                       dimension=int(base.shape[1]), created=time.time(), updated=time.time())
+        store.set_meta(
+            gallery=gallery.resolve().as_posix(),
+            config=CONFIG.to_dict(),
+            dimension=int(base.shape[1]),
+            created=time.time(),
+            updated=time.time(),
+        )
         for start in range(0, n, 10_000):
             rows = []
             for i in range(start, min(n, start + 10_000)):
@@ -99,8 +104,10 @@ def _free_port() -> int:
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1e3
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1),
-            "p99_ms": round(float(np.percentile(ms, 99)), 1)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+    }
 
 
 def measure(index: Path, queries: list[str], clients: int) -> dict:
@@ -109,8 +116,18 @@ def measure(index: Path, queries: list[str], clients: int) -> dict:
     port = _free_port()
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "imgret.cli", "serve", "--index", str(index), "--port", str(port),
-         "--device", "cpu"],
+        [
+            sys.executable,
+            "-m",
+            "imgret.cli",
+            "serve",
+            "--index",
+            str(index),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
