@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MP",
         help="skip larger images as possible decompression bombs (default 100)",
     )
+    index.add_argument(
+        "--moved",
+        action="store_true",
+        help="the index's gallery moved to GALLERY: re-point the index, keeping notes and "
+        "vectors (automatic when the old folder is gone and GALLERY holds its files)",
+    )
     _wait_option(index)
     index.add_argument("--quiet", action="store_true", help="no progress bar")
     index.set_defaults(handler=_cmd_index)
@@ -235,7 +241,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from imgret.index.build import build_index
 
     config = config_from_args(args, _stored_config(args.index))
-    report = build_index(args.gallery, args.index, config, progress=not args.quiet, wait=args.wait)
+    report = build_index(
+        args.gallery,
+        args.index,
+        config,
+        progress=not args.quiet,
+        wait=args.wait,
+        moved=args.moved,
+    )
     print(report.summary())
     return 0
 

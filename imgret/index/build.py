@@ -12,6 +12,8 @@ the next run does the rest.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,7 +31,7 @@ from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileErr
 from imgret.images import file_sha256, find_images, printable
 from imgret.index.engines import Engine, InProcessEngine, relpath
 from imgret.index.search_cache import load_search_vectors
-from imgret.index.store import ImageRow, Skipped, Store, writer_lock
+from imgret.index.store import ImageRow, RowState, Skipped, Store, writer_lock
 from imgret.models.stages import Stages, load_stages
 
 
@@ -51,7 +53,11 @@ class IndexReport:
     """Rows re-described and re-embedded from stored text (text settings or notes changed)."""
     unchanged: int = 0
     removed: int = 0
+    renamed: int = 0
+    """New paths whose content is a removed row's: they took over its analysis and note."""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    moved_from: Path | None = None
+    """The gallery's former folder, when this build re-pointed the index at its new one."""
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -60,8 +66,11 @@ class IndexReport:
             f"{self.total} image file(s); {self.new} new, {self.changed} changed, "
             f"{self.reanalyzed} re-analysed, {self.retagged} re-tagged, "
             f"{self.reembedded} re-embedded, "
-            f"{self.unchanged} unchanged, {self.removed} removed, {len(self.skipped)} skipped"
+            f"{self.unchanged} unchanged, {self.renamed} renamed, {self.removed} removed, "
+            f"{len(self.skipped)} skipped"
         ]
+        if self.moved_from is not None:
+            lines.insert(0, f"the gallery moved from {self.moved_from}: the index follows it")
         if self.skipped:
             lines.append("skipped (fix or remove them; they are retried when they change):")
             lines += [f"  {printable(path)}: {reason}" for path, reason in sorted(self.skipped)]
@@ -76,6 +85,8 @@ class _Plan:
     """Paths whose rows are current but for their tags."""
     text: list[str] = field(default_factory=list)
     touched: list[tuple[str, int, int]] = field(default_factory=list)
+    renamed: list[tuple[str, str, int, int]] = field(default_factory=list)
+    """(old path, new path, size, mtime_ns): a file found again under another name."""
     removed: list[str] = field(default_factory=list)
     gone_skips: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
@@ -127,11 +138,14 @@ def build_index(
     progress: bool = True,
     wait: float = 0.0,
     engine: Engine | None = None,
+    moved: bool = False,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with the images under ``gallery``.
 
     ``config`` None means the index's own settings (or the defaults for a new index).
     ``wait`` is how long to wait for another writer of the same index before giving up.
+    ``moved`` re-points an index at ``gallery`` although its own gallery folder still
+    exists (without it, only when that folder is gone and ``gallery`` holds its files).
     ``engine`` runs the vision stages (default :class:`InProcessEngine`; a
     ``imgret.index.ray_engine.RayEngine`` runs them on a Ray cluster); everything else, the
     text stages and every write included, happens here as always.
@@ -144,9 +158,10 @@ def build_index(
     report = IndexReport(gallery=gallery, index_dir=index_dir)
     with writer_lock(index_dir, wait), Store.open(index_dir, create=True) as store:
         config = config or store.config() or Config()
-        _claim(store, gallery)
+        _claim(store, gallery, report, moved)
         plan = _plan(gallery, store, config, report)
         with store.transaction():
+            store.rename(plan.renamed)
             store.delete(plan.removed)
             store.forget_skipped(plan.gone_skips)
             store.update_stats(plan.touched)
@@ -177,15 +192,32 @@ def build_index(
     return report
 
 
-def _claim(store: Store, gallery: Path) -> None:
+def _claim(store: Store, gallery: Path, report: IndexReport, moved: bool) -> None:
+    """Make ``gallery`` the index's gallery: a new index takes it, an index whose gallery
+    moved follows it (rows and notes are keyed by paths inside the gallery, so they all
+    stay), any other gallery is refused."""
     owner = store.gallery
-    if owner is None:
-        store.set_meta(gallery=gallery.as_posix())
-    elif owner != gallery:
-        raise GalleryMismatchError(
-            f"the index in {store.index_dir} belongs to the gallery {owner}, not {gallery}; "
-            "pass another --index folder for this gallery (or delete that index to start over)"
-        )
+    if owner is not None and owner != gallery:
+        if not (moved or (not owner.is_dir() and _holds_indexed_files(store, gallery))):
+            gone = "" if owner.is_dir() else " (which is gone, and this folder lacks its files)"
+            raise GalleryMismatchError(
+                f"the index in {store.index_dir} belongs to the gallery {owner}{gone}, not "
+                f"{gallery}; if the gallery moved here, pass --moved (notes and vectors are "
+                "kept), else give this gallery another --index folder"
+            )
+        report.moved_from = owner
+    store.set_gallery(gallery)
+
+
+def _holds_indexed_files(store: Store, gallery: Path, sample: int = 200) -> bool:
+    """Whether most indexed files (a sample) are in ``gallery`` at their paths and sizes:
+    the gallery moved there, rather than an unmounted disk and an unrelated folder."""
+    states = list(store.states().values())[:sample]
+    found = 0
+    for state in states:
+        with contextlib.suppress(OSError):
+            found += (gallery / state.path).stat().st_size == state.size
+    return bool(states) and found * 2 >= len(states)
 
 
 def _revisions(stages: Stages) -> dict[str, str | None]:
@@ -218,7 +250,21 @@ def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _
     notes = plan.notes = store.notes()
     plan.removed = [p for p in states if p not in files]
     plan.gone_skips = [p for p in skipped if p not in files]
+    new = [
+        k
+        for k, stat_pair in files.items()
+        if k not in states
+        and not ((skip := skipped.get(k)) and (skip.size, skip.mtime_ns) == stat_pair)
+    ]
+    for old, key in _renames(gallery, files, states, plan.removed, new, config.decode_workers):
+        plan.renamed.append((old, key, *files[key]))
+        size, mtime_ns = files[key]
+        states[key] = dataclasses.replace(states.pop(old), path=key, size=size, mtime_ns=mtime_ns)
+        if old in notes and key not in notes:
+            notes[key] = notes.pop(old)
+        plan.removed.remove(old)
     report.removed = len(plan.removed)
+    report.renamed = len(plan.renamed)
 
     same: list[str] = []
     to_hash: list[str] = []
@@ -256,6 +302,30 @@ def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _
     plan.tagging.sort()
     plan.text.sort()
     return plan
+
+
+def _renames(
+    gallery: Path,
+    files: Mapping[str, tuple[int, int]],
+    states: Mapping[str, RowState],
+    removed: Sequence[str],
+    new: Sequence[str],
+    workers: int,
+) -> list[tuple[str, str]]:
+    """(old, new) paths of files found again under a new name: a new file with the size and
+    content hash of a removed row. Only new files of a removed row's size are hashed, so a
+    build without removals reads nothing extra (rclip matches renames by hash the same way)."""
+    gone: dict[tuple[int, str], list[str]] = {}
+    for old in removed:
+        gone.setdefault((states[old].size, states[old].sha256), []).append(old)
+    sizes = {size for size, _ in gone}
+    candidates = [key for key in new if files[key][0] in sizes]
+    pairs = []
+    for key, digest in zip(candidates, _hashes(gallery, candidates, workers), strict=True):
+        olds = gone.get((files[key][0], digest or ""))
+        if olds:
+            pairs.append((olds.pop(0), key))
+    return pairs
 
 
 def _hashes(gallery: Path, paths: Sequence[str], workers: int) -> list[str | None]:

@@ -576,9 +576,31 @@ class Store:
 
     @property
     def gallery(self) -> Path | None:
-        """The gallery folder this index belongs to (absolute), None before the first build."""
-        root = self.meta().get("gallery")
+        """The gallery folder this index belongs to (absolute), None before the first build.
+
+        The gallery is recorded twice: absolute, and relative to the index folder. Where the
+        relative one leads to a folder it wins, so a project folder holding both gallery and
+        index can be moved or copied whole and its index still shows the right files.
+        """
+        meta = self.meta()
+        root, relative = meta.get("gallery"), meta.get("gallery_from_index")
+        if isinstance(relative, str):
+            beside = (self.index_dir / relative).resolve()
+            if beside.is_dir():
+                return beside
         return Path(root) if root else None
+
+    def set_gallery(self, gallery: Path) -> None:
+        """Record ``gallery`` (absolute) as this index's gallery, both ways (:attr:`gallery`)."""
+        values: dict[str, Any] = {"gallery": gallery.as_posix()}
+        try:
+            values["gallery_from_index"] = Path(
+                os.path.relpath(gallery, self.index_dir.resolve())
+            ).as_posix()
+        except ValueError:  # another drive (Windows): only the absolute path holds
+            values["gallery_from_index"] = None
+        if {k: self.meta().get(k) for k in values} != values:
+            self.set_meta(**values)
 
     def config_dict(self) -> dict[str, Any] | None:
         """The stored configuration as :meth:`Config.to_dict` gave it, None before a build."""
@@ -639,6 +661,25 @@ class Store:
                 "UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?",
                 [(size, mtime_ns, path) for path, size, mtime_ns in stats],
             )
+
+    @_explained
+    def rename(self, moves: Iterable[tuple[str, str, int, int]]) -> None:
+        """Give rows new paths (old, new, size, mtime_ns): a renamed file keeps its analysis,
+        vector and note. A note the new path already has wins over the old one."""
+        values = [(new, size, mtime_ns, old) for old, new, size, mtime_ns in moves]
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE path = ?", values
+            )
+            self._db.executemany(
+                "UPDATE OR IGNORE notes SET path = ? WHERE path = ?",
+                [(new, old) for new, _, _, old in values],
+            )
+            self._db.executemany(
+                "DELETE FROM skipped WHERE path = ?", [(new,) for new, *_ in values]
+            )
+            if values:
+                self._vectors_changed()
 
     @_explained
     def delete(self, paths: Iterable[str]) -> None:

@@ -86,6 +86,13 @@ class Searcher:
             gallery = store.gallery
         if stored is None or gallery is None:
             raise EmptyIndexError(self._empty_message(embedder=None))
+        if not gallery.is_dir():
+            warnings.warn(
+                f"the gallery {gallery} of {self.index_dir} is not there (unmounted, or "
+                "moved: then run `imgret index NEW_FOLDER` to re-point the index); hits "
+                "name files under it",
+                stacklevel=2,
+            )
         self.gallery: Path = gallery
         self.config: Config = (
             stored if device is None else dataclasses.replace(stored, device=device)
