@@ -105,12 +105,14 @@ class ImageRow:
     def from_sql(cls, row: sqlite3.Row) -> ImageRow:
         values = dict(zip(row.keys(), row, strict=True))
         for f in fields(cls):
+            if f.name not in values:
+                continue  # a read-only index of an older format: the field's default stands
             if f.metadata["codec"] == "json":
                 values[f.name] = json.loads(values[f.name])
             elif f.metadata["codec"] == "vector":
                 values[f.name] = np.frombuffer(values[f.name], dtype=np.float32)
         for name in ("topics", "tags"):
-            values[name] = [(label, score) for label, score in values[name]]
+            values[name] = [(label, score) for label, score in values.get(name, [])]
         return cls(**values)
 
 
@@ -445,7 +447,9 @@ class Store:
                 f"imgret (this one reads format {FORMAT_VERSION}); upgrade imgret "
                 "(pip install -U imgret) or index into another folder"
             )
-        if version < FORMAT_VERSION and (self.writable or self._lacks_columns()):
+        if version < FORMAT_VERSION and self.writable:
+            # A read-only index of an older format is read as it is: readers ask only for
+            # columns every format has, and rows get the defaults of the fields added since.
             self._upgrade(version)
 
     def _repair(self, tables: set[str]) -> None:
@@ -478,12 +482,6 @@ class Store:
         for statement in _upgrade_statements(0):
             if not statement.startswith("ALTER"):
                 self._db.execute(statement)
-
-    def _lacks_columns(self) -> bool:
-        """Whether the images table lacks a column of :class:`ImageRow` (a read-only index of
-        an older format is read as it is when the upgrade only added indexes)."""
-        present = {r["name"] for r in self._db.execute("PRAGMA table_info(images)")}
-        return not set(_COLUMNS) <= present
 
     def _upgrade(self, version: int) -> None:
         """Climb the ladder in one transaction: an index of any older release is kept, never

@@ -53,6 +53,10 @@ def test_a_read_only_index_is_searched_and_never_written():
         assert len(json.loads(found.stdout)) == 3
         older = run_imgret("info", "--index", str(old), home=home)
         assert older.returncode == 0 and "format 1" in older.stdout, older.stderr
+        query = "two refrigerators and an oven"
+        old_hits = run_imgret("search", query, "--index", str(old), "--json", home=home)
+        assert old_hits.returncode == 0, old_hits.stderr
+        assert json.loads(old_hits.stdout)[0]["relpath"] == "000000000802.jpg"
 
         refused = run_imgret("index", str(gallery), "--index", str(index), home=home)
         assert refused.returncode == 1 and refused.stdout == ""
@@ -60,6 +64,6 @@ def test_a_read_only_index_is_searched_and_never_written():
             refused.stderr.startswith("imgret: cannot write")
             and len(refused.stderr.splitlines()) == 1
         )
-        for result in (info, found, older, refused):
+        for result in (info, found, older, old_hits, refused):
             assert "delete" not in result.stderr
         assert (_contents(root / "index"), _contents(old)) == before
