@@ -94,6 +94,7 @@ class InstructorEmbedder:
         self.batch_size = config.text_batch_size
         self.device = loading.pick_device(config.device)
         location = resolve_embedder(model, config.models_dir)
+        loading.use_hub(location)
         loading.quiet_transformers()
         self.model = loading.load_or_explain(
             "embedder", model, FILES, config.models_dir, lambda: self._load(location)

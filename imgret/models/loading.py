@@ -11,9 +11,12 @@ import os
 import pickle
 import re
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
 
 if TYPE_CHECKING:
     import torch
@@ -90,6 +93,7 @@ def load_located(
     """``load(location)`` at the model's :func:`resolve`-d location, explained when missing,
     with the hub commit it came from (:func:`hub_revision`)."""
     location = resolve(model, models_dir)
+    use_hub(location)
     quiet_transformers()
     loaded = load_or_explain(stage, model, files, models_dir, lambda: load(location))
     return loaded, hub_revision(location)
@@ -119,6 +123,68 @@ def quiet_ultralytics() -> None:
     logging.getLogger("ultralytics").setLevel(logging.WARNING)
 
 
+HUB_PROBE_SECONDS = 1.5
+"""How long the hub may take to accept a connection before this run works offline."""
+
+_hub_checked = threading.Lock()
+_hub_probe: list[bool] = []
+
+
+def use_hub(location: str) -> None:
+    """Before ``location`` is asked of the hub: find out once per process whether the hub
+    can be reached, and if not, go offline for the rest of the run, saying so in one line.
+
+    Without this, huggingface_hub retries every file of every model for minutes on a
+    machine without network ("Retrying in 8s [Retry 4/5]"); offline, a model in the cache
+    loads at once and a missing one fails in seconds with the message naming its files.
+    ``HF_HUB_OFFLINE`` set either way skips the check.
+    """
+    if Path(location).exists() or "HF_HUB_OFFLINE" in os.environ:
+        return
+    with _hub_checked:
+        if _hub_probe:
+            return
+        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+        reason = _unreachable(endpoint, HUB_PROBE_SECONDS)
+        _hub_probe.append(reason is None)
+        if reason is None:
+            return
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True  # read from the environment once, on import
+        print(
+            f"imgret: the model hub ({endpoint}) cannot be reached ({reason}); working "
+            "offline for this run (set HF_HUB_OFFLINE=1 to skip this check)",
+            file=sys.stderr,
+        )
+
+
+def _unreachable(url: str, timeout: float) -> str | None:
+    """None when ``url`` answers an HTTP request within ``timeout`` seconds (any answer
+    below 500: a server that answers makes the hub fail fast, not retry), else why not.
+
+    urllib follows the proxy variables as the hub's client does; the request runs in a
+    thread because a missing name resolver can stall longer than any socket timeout.
+    """
+    outcome: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            urlopen(Request(url, method="HEAD"), timeout=timeout).close()
+            outcome.append(None)
+        except HTTPError as exc:
+            outcome.append(None if exc.code < 500 else f"HTTP {exc.code}")
+        except (URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            outcome.append(getattr(reason, "strerror", None) or str(reason))
+
+    probe = threading.Thread(target=ask, daemon=True, name="imgret-hub-probe")
+    probe.start()
+    probe.join(timeout * 2)
+    return outcome[0] if outcome else f"no answer in {timeout:g} s"
+
+
 def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
 
@@ -129,7 +195,7 @@ def missing_model_message(
     folder = Path(models_dir) / model
     hint = (
         "the hub is switched off (HF_HUB_OFFLINE=1)"
-        if is_offline()
+        if is_offline() and _hub_probe != [False]
         else "it is not in the local cache and the hub could not be reached"
     )
     switch_off = "" if stage == "embedder" else f", or switch the stage off with --{stage} none"
