@@ -124,7 +124,7 @@ def quiet_ultralytics() -> None:
 
 
 HUB_PROBE_SECONDS = 1.5
-"""How long the hub may take to accept a connection before this run works offline."""
+"""How long the hub may take to answer before this run works offline."""
 
 _hub_checked = threading.Lock()
 _hub_probe: list[bool] = []
