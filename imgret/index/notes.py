@@ -30,7 +30,10 @@ def gallery_relpath(path: Path | str, gallery: Path) -> str:
     """
     if "\x00" in str(path):
         raise BadInputError(f"{path!r} holds a NUL character, which no file name can hold")
-    given = Path(path).expanduser()
+    try:
+        given = Path(path).expanduser()
+    except RuntimeError:  # "~name" of a user this system does not know: a plain name then
+        given = Path(path)
     if not given.is_absolute():
         inside = gallery / given
         if inside.exists() or not given.exists():
