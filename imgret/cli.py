@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--open", action="store_true", help="open the page in a browser")
     serve.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    serve.add_argument(
+        "--int8", action="store_true", help="encode queries with int8 text models (CPU, faster)"
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     info = commands.add_parser("info", help="what is in an index")
@@ -304,6 +307,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         token=args.token,
         open_browser=args.open,
         device=args.device,
+        int8=args.int8,
     )
     return 0
 

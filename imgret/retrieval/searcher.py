@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from imgret.index.store import ImageRow, Store
 from imgret.models.int8 import int8_text_stages
 from imgret.models.stages import Stages, load_stages
 from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, sign_codes
+
+QUERY_MEMORY = 256
+"""How many recent queries a Searcher keeps encoded."""
 
 
 @dataclass
@@ -98,6 +102,9 @@ class Searcher:
             stored if device is None else dataclasses.replace(stored, device=device)
         )
         self._stages: Stages | None = None
+        self._encoded: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
+        """The latest queries' instructions and vectors: a query asked again (the next page
+        of hits, the web app explaining the hits it found) is not encoded again."""
         self.reload()
 
     def reload(self) -> None:
@@ -143,10 +150,22 @@ class Searcher:
         return len(self.relpaths)
 
     def embed_queries(self, queries: list[str]) -> tuple[list[str], np.ndarray]:
-        """(instructions, float32 [n, d] vectors) for queries, one batch through each model."""
+        """(instructions, float32 [n, d] vectors) for queries, one batch through each model
+        for those not asked lately."""
         if any(not q.strip() for q in queries):
             raise BadInputError("a query is empty; describe what to look for in words")
-        _, instructions, vectors = encode(queries, self.stages, self.config)
+        found = {q: hit for q in queries if (hit := self._encoded.get(q)) is not None}
+        missing = list(dict.fromkeys(q for q in queries if q not in found))
+        if missing:
+            _, instructions, vectors = encode(missing, self.stages, self.config)
+            found.update(zip(missing, zip(instructions, vectors, strict=True), strict=True))
+            for query in missing[-QUERY_MEMORY:]:
+                self._encoded[query] = found[query]
+            while len(self._encoded) > QUERY_MEMORY:
+                self._encoded.popitem(last=False)
+        known = [found[q] for q in queries]
+        instructions = [instruction for instruction, _ in known]
+        vectors = np.stack([vector for _, vector in known])
         if vectors.shape[1] != self.vectors.dimension:
             raise BadInputError(
                 f"the embedder gives {vectors.shape[1]}-d vectors but the index holds "

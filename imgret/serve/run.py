@@ -32,6 +32,7 @@ def serve(
     token: str | None = None,
     open_browser: bool = False,
     device: str | None = None,
+    int8: bool = False,
 ) -> None:
     """Serve the index at ``host:port``. Off loopback a token is required (made if not given)
     and any Host header is accepted; on loopback only loopback Host headers are."""
@@ -52,7 +53,7 @@ def serve(
         token = secrets.token_urlsafe(18)
     print(f"imgret: loading {index_dir} and its models …", file=sys.stderr)
     app = create_app(
-        searcher=Searcher(index_dir, device=device),
+        searcher=Searcher(index_dir, device=device, int8=int8),
         token=token,
         allowed_hosts=LOOPBACK_HOSTS if local else None,
     )

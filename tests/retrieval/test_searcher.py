@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from imgret.config import Config
+from imgret.encode import encode
 from imgret.errors import EmptyIndexError, IndexNotFoundError
 from imgret.index.build import build_index
 from imgret.index.store import Store
@@ -144,3 +145,17 @@ def test_int8_queries_leave_the_shared_models_as_they_were(index):
             assert (torch.nn.Linear in kinds) is not quantized
     for description, hits in zip(descriptions, int8.search_many(descriptions, k=2), strict=True):
         assert description in {h.description for h in hits}
+
+
+@needs_shared(COCO_SAMPLE)
+def test_queries_asked_again_are_not_encoded_again(index):
+    searcher = Searcher(index)
+    many = [f"photo number {i}" for i in range(300)]  # more than the searcher remembers
+    instructions, vectors = searcher.embed_queries(many)
+    _, _, fresh = encode(many[:3], searcher.stages, searcher.config)
+    np.testing.assert_allclose(vectors[:3], fresh, atol=1e-6)
+    assert len(instructions) == len(vectors) == 300
+    again_instructions, again = searcher.embed_queries(many[-2:] + many[:1])
+    assert again_instructions == instructions[-2:] + instructions[:1]
+    np.testing.assert_array_equal(again, np.stack([vectors[-2], vectors[-1], vectors[0]]))
+    assert searcher.embed_queries([many[-1]])[1][0] is not None
