@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from imgret.errors import BadImageError
+from imgret.images import _pillow_open as pillow_open  # Pillow's own, never ultralytics' wrapper
 from imgret.images import to_rgb
 
 FOLDER = "thumbnails"
@@ -58,13 +59,13 @@ class Thumbnails:
 
     def _make(self, source: Path, target: Path) -> None:
         try:
-            with Image.open(source) as image:
+            with pillow_open(source) as image:
                 # A JPEG decodes straight at 1/2, 1/4 or 1/8 scale: a 24-megapixel photo in
                 # a tenth of the time.
                 image.draft("RGB", (self.size * 2, self.size * 2))
                 small = to_rgb(ImageOps.exif_transpose(image))
                 small.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        except (OSError, ValueError, ImportError, Image.DecompressionBombError) as exc:
             raise BadImageError(source, f"cannot make a thumbnail ({exc})") from exc
         handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
         try:
