@@ -11,10 +11,11 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgret.config import SETTING_BOUNDS, Bound
 from imgret.errors import BadInputError, ImgretError
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(index)
     index.add_argument(
         "--max-image-megapixels",
-        type=float,
+        type=_number(SETTING_BOUNDS["max_image_megapixels"]),
         metavar="MP",
         help="skip larger images as possible decompression bombs (default 100)",
     )
@@ -81,9 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="rank the indexed images for a text query")
     search.add_argument("query", help='what to look for, e.g. "a bus in the street"')
-    search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
+    search.add_argument(
+        "-k", type=_number(Bound(int, 1)), default=10, help="how many hits (default 10)"
+    )
     _index_option(search)
-    search.add_argument("--min-score", type=float, default=None, help="drop hits scoring lower")
+    search.add_argument(
+        "--min-score",
+        type=_number(Bound(float, -1, 1)),
+        default=None,
+        help="drop hits scoring lower",
+    )
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.add_argument(
         "--plot",
@@ -115,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _index_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--port", type=_number(Bound(int, 0, 65535)), default=8765, help="port (default 8765)"
+    )
     serve.add_argument(
         "--token",
         help="secret every request must carry; needed off 127.0.0.1 (default: one is made "
@@ -163,14 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--gallery-size",
-        type=int,
+        type=_number(Bound(int, 2)),
         action="append",
         help="images per gallery, repeatable (default 1000 and 5000, as the literature)",
     )
     evaluate.add_argument(
         "--first-caption-only", action="store_true", help="one query per image, not all"
     )
-    evaluate.add_argument("--limit", type=int, help="keep the first N images, for a quick look")
+    evaluate.add_argument(
+        "--limit", type=_number(Bound(int, 1)), help="keep the first N images, for a quick look"
+    )
     evaluate.add_argument("--work-dir", type=Path, help="where the dataset's index is cached")
     evaluate.add_argument("--json", type=Path, metavar="FILE", help="also write the results")
     evaluate.add_argument(
@@ -179,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
     return parser
+
+
+def _number(bound: Bound) -> Callable[[str], int | float]:
+    """An argparse ``type`` for a numeric option: a value outside ``bound`` (0 images per
+    batch, a NaN score, an infinite wait) stops with the rule, before anything runs or is
+    remembered by the index."""
+
+    def parse(text: str) -> int | float:
+        try:
+            return bound.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def _index_option(parser: argparse.ArgumentParser) -> None:
@@ -190,7 +216,7 @@ def _index_option(parser: argparse.ArgumentParser) -> None:
 def _wait_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
-        type=float,
+        type=_number(Bound(float, 0, 10**9)),
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another imgret writing the same index (default: stop at once)",
@@ -208,7 +234,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{stage}", help=STAGE_HELP)
     group.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     group.add_argument("--models-dir", type=Path, help="local model folders (default models/)")
-    group.add_argument("--batch-size", type=int, help="images per batch")
+    group.add_argument(
+        "--batch-size", type=_number(SETTING_BOUNDS["batch_size"]), help="images per batch"
+    )
 
 
 def config_from_args(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> Config:
@@ -228,7 +256,7 @@ def config_from_args(args: argparse.Namespace, stored: dict[str, Any] | None = N
 def _stored_config(index: Path) -> dict[str, Any] | None:
     """The options an index was built with; None for a new index, or where the record is
     damaged (the build mends the index and records the options given now)."""
-    from imgret.errors import IndexDamagedError
+    from imgret.errors import IndexDamagedError, IndexNotFoundError
     from imgret.index.store import Store
 
     if not Store.exists(index):
@@ -236,7 +264,7 @@ def _stored_config(index: Path) -> dict[str, Any] | None:
     try:
         with Store.open(index, readonly=True) as store:
             return store.config_dict()
-    except IndexDamagedError:
+    except (IndexDamagedError, IndexNotFoundError):  # damaged, or a file with no tables yet
         return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,68 @@ def stage_value(value: str | None) -> str | None:
     if value is None or value.strip().lower() in {"", "none", "off", "false", "0"}:
         return None
     return value.strip()
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The numbers a setting or option accepts: a kind (whole or any finite) and limits.
+
+    One rule for the library and the command line: :class:`Config` refuses a value outside
+    it, and the CLI parses its numeric options through :meth:`parse`, so a value like
+    ``--batch-size 0`` stops at once with this wording and is never run or remembered.
+    """
+
+    kind: type[int] | type[float]
+    low: float
+    high: float = math.inf
+
+    def describe(self) -> str:
+        what = "a whole number" if self.kind is int else "a number"
+        if self.high == math.inf:
+            return f"{what} of at least {self.low:g}"
+        return f"{what} from {self.low:g} to {self.high:g}"
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` is allowed, else what it must be."""
+        allowed = (int,) if self.kind is int else (int, float)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, allowed)
+            or not math.isfinite(value)
+            or not self.low <= value <= self.high
+        ):
+            return f"must be {self.describe()}, not {value!r}"
+        return None
+
+    def parse(self, text: str) -> int | float:
+        """``text`` as this kind of number; ValueError with the rule when it is not one."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"must be {self.describe()}, not {text!r}") from None
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+SETTING_BOUNDS: dict[str, Bound] = {
+    "batch_size": Bound(int, 1),
+    "text_batch_size": Bound(int, 1),
+    "decode_workers": Bound(int, 1),
+    "max_image_megapixels": Bound(float, 0),
+    "caption_num_beams": Bound(int, 1),
+    "caption_max_length": Bound(int, 1),
+    "detector_confidence": Bound(float, 0, 1),
+    "detector_iou": Bound(float, 0, 1),
+    "detector_possible_floor": Bound(float, 0, 1),
+    "detector_possible_limit": Bound(int, 0),
+    "topic_threshold": Bound(float, 0, 1),
+    "ocr_min_confidence": Bound(float, 0, 1),
+    "tagger_top_k": Bound(int, 1),
+    "tagger_min_score": Bound(float, 0, 1),
+}
+"""The numeric settings of :class:`Config` and the values each accepts."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +167,10 @@ class Config:
             raise BadInputError(
                 "imgret needs an embedder: it is what turns descriptions into vectors"
             )
+        for name, bound in SETTING_BOUNDS.items():
+            problem = bound.problem(getattr(self, name))
+            if problem is not None:
+                raise BadInputError(f"the setting {name} {problem}")
         # Absolute, so an index built from notebooks/ finds the same models from the repo root.
         object.__setattr__(self, "models_dir", Path(self.models_dir).expanduser().resolve())
 
@@ -147,9 +214,19 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        """A Config from :meth:`to_dict` output; fields a newer or older release had are ignored."""
+        """A Config from :meth:`to_dict` output; fields a newer or older release had are ignored.
+
+        A number this release refuses takes its default: an older release remembered
+        ``--batch-size -1`` (and then indexed nothing), and an index must not stay stuck on it.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(
+            **{
+                k: v
+                for k, v in data.items()
+                if k in known and (k not in SETTING_BOUNDS or SETTING_BOUNDS[k].problem(v) is None)
+            }
+        )
 
 
 def key_string(key: dict[str, Any]) -> str:

@@ -102,3 +102,42 @@ def test_a_missing_optional_package_says_what_to_install(built, capsys, monkeypa
     code, out, err = run(capsys, "search", "a bus", "--index", built, "--approximate")
     assert (code, out) == (2, "")
     assert "pip install 'imgret[faiss]'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "rule"),
+    [
+        (["index", "G", "--batch-size", "0"], "--batch-size", "whole number of at least 1"),
+        (["index", "G", "--batch-size", "-1"], "--batch-size", "whole number of at least 1"),
+        (["index", "G", "--wait", "nan"], "--wait", "number from 0"),
+        (["index", "G", "--max-image-megapixels", "-5"], "--max-image-megapixels", "at least 0"),
+        (["search", "q", "-k", "0"], "-k", "whole number of at least 1"),
+        (["search", "q", "--min-score", "nan"], "--min-score", "number from -1 to 1"),
+        (["search", "q", "--min-score", "inf"], "--min-score", "number from -1 to 1"),
+        (["note", "a.jpg", "x", "--wait", "-1"], "--wait", "number from 0"),
+        (["eval", "a.json", "--gallery-size", "1"], "--gallery-size", "at least 2"),
+        (["eval", "a.json", "--limit", "ten"], "--limit", "whole number"),
+    ],
+)
+def test_numeric_options_are_checked_before_anything_runs(tmp_path, capsys, argv, option, rule):
+    index = tmp_path / "index"
+    argv = [str(tmp_path) if a == "G" else a for a in argv]
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--index", str(index)] if argv[0] != "eval" else argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and rule in err
+    assert not index.exists()  # nothing ran, nothing was remembered
+
+
+def test_an_index_file_without_tables_is_built_by_the_next_index(small_gallery, tmp_path, capsys):
+    """kill -9 (or a full disk) just as the index file is created leaves it with no tables."""
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "index.sqlite3").write_bytes(b"")
+    code, _, err = run(capsys, "search", "a bus", "--index", index)
+    assert code == 1 and "holds no tables yet" in err and "imgret index" in err
+    code, out, err = run(capsys, "index", small_gallery, "--index", index, *MINILM, "--quiet")
+    assert code == 0, err
+    assert "6 new" in out
+    assert hits(capsys, "a bus", "--index", index)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from imgret.config import Config
+from imgret.errors import BadInputError
 from imgret.models.onnx_detector import (
     OnnxDetector,
 )
@@ -32,3 +34,27 @@ def test_unknown_profile_lists_the_known_ones():
 
     with pytest.raises(ValueError, match="cpu, original"):
         apply_profile("gpu")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("batch_size", 0),
+        ("batch_size", -1),
+        ("text_batch_size", 1.5),
+        ("decode_workers", True),
+        ("detector_confidence", float("nan")),
+        ("topic_threshold", float("inf")),
+        ("max_image_megapixels", -1.0),
+    ],
+)
+def test_numbers_outside_their_range_are_refused(name, value):
+    with pytest.raises(BadInputError, match=f"the setting {name} must be"):
+        Config(**{name: value})
+
+
+def test_a_remembered_number_this_release_refuses_takes_its_default():
+    """An older release stored --batch-size -1 (and then indexed nothing, run after run)."""
+    stored = {**Config(batch_size=8).to_dict(), "batch_size": -1, "topic_threshold": 0.3}
+    assert Config.from_dict(stored).batch_size == Config().batch_size
+    assert Config.from_dict(stored).topic_threshold == 0.3

@@ -235,16 +235,38 @@ def _meta(store: Store, config: Config, stages: Stages) -> dict[str, Any]:
     return meta
 
 
+NOT_UTF8 = (
+    "its name is not valid UTF-8 (an old camera, a zip or a Windows share wrote it); rename it "
+    "(e.g. convmv -f latin1 -t utf8 --notest) to index it"
+)
+"""Why a file is left out whose name SQLite cannot store as text."""
+
+
+def _is_utf8(key: str) -> bool:
+    """Whether a name from the file system is UTF-8 text: Python hands other bytes over as
+    lone surrogates, which SQLite refuses, so such a file is listed as skipped on every build
+    (the skipped table cannot hold its name either) and never stops the others."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _Plan:
     plan = _Plan()
     files: dict[str, tuple[int, int]] = {}
     for path in find_images(gallery):
+        key = relpath(path, gallery)
+        if not _is_utf8(key):
+            report.skipped.append((key, NOT_UTF8))
+            continue
         try:
             stat = path.stat()
         except OSError as exc:
-            report.skipped.append((relpath(path, gallery), f"cannot read ({exc.strerror})"))
+            report.skipped.append((key, f"cannot read ({exc.strerror})"))
             continue
-        files[relpath(path, gallery)] = (stat.st_size, stat.st_mtime_ns)
+        files[key] = (stat.st_size, stat.st_mtime_ns)
     report.total = len(files) + len(report.skipped)
     states, skipped = store.states(), store.skipped()
     notes = plan.notes = store.notes()

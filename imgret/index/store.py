@@ -419,8 +419,9 @@ class Store:
         if not tables:
             if not create:
                 raise IndexNotFoundError(
-                    f"the index in {self.index_dir} is empty; run `imgret index GALLERY "
-                    f"--index {self.index_dir}` first"
+                    f"{db_path(self.index_dir)} holds no tables yet (an index whose creation "
+                    "was cut short, or never built); run `imgret index GALLERY --index "
+                    f"{self.index_dir}`, which builds it in place"
                 )
             self._db.execute("PRAGMA journal_mode = WAL")
             with self.transaction():

@@ -301,3 +301,18 @@ def test_the_tagger_runs_alone_when_only_its_settings_change(
     assert (report.retagged, report.reanalyzed) == (6, 0)
     with Store.open(index) as store:
         assert {(tuple(r.tags), r.tagger_key) for r in store.rows()} == {((), "{}")}
+
+
+def test_a_name_that_is_not_utf8_is_listed_and_never_holds_the_others_back(
+    text_only, small_gallery, tmp_path
+):
+    """Old cameras and zip files write Latin-1 names; Python hands them over as surrogates."""
+    odd = os.fsdecode(os.fsencode(small_gallery) + b"/caf\xe9.jpg")
+    shutil.copy(small_gallery / "bus.jpg", odd)
+    index = tmp_path / "index"
+    for _ in range(2):  # the next run neither fails nor forgets to list it
+        report = build_index(small_gallery, index, text_only, progress=False)
+        assert report.total == 7 and len(report.skipped) == 1
+        assert "not valid UTF-8" in report.skipped[0][1] and "rename it" in report.skipped[0][1]
+        assert "caf" in report.summary()
+        assert len(_states(index)) == 6
