@@ -175,7 +175,9 @@ def test_eval_never_replaces_what_it_did_not_make(tmp_path):
     from imgret.evaluation.protocol import _link
 
     gallery = tmp_path / "work" / "gallery"
-    first, second = coco_images(2)
+    first, second = tmp_path / "first.jpg", tmp_path / "second.jpg"
+    first.write_bytes(b"first image")
+    second.write_bytes(b"second image")
     _link(first, gallery / "a.jpg", gallery)
     _link(second, gallery / "a.jpg", gallery)  # a link of its own is re-pointed
     assert (gallery / "a.jpg").resolve() == second.resolve()
