@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         "vectors (automatic when the old folder is gone and GALLERY holds its files)",
     )
     _wait_option(index)
+    index.add_argument(
+        "--rehash",
+        action="store_true",
+        help="hash every file (finds content changed under the same size and mtime) and "
+        "check every stored vector; `imgret info` shows when this was last done",
+    )
     index.add_argument("--quiet", action="store_true", help="no progress bar")
     index.set_defaults(handler=_cmd_index)
 
@@ -279,6 +285,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         wait=args.wait,
         moved=args.moved,
+        rehash=args.rehash,
     )
     print(report.summary())
     return 0

@@ -30,7 +30,7 @@ from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileError
 from imgret.images import file_sha256, find_images, printable
 from imgret.index.engines import Engine, InProcessEngine, relpath
-from imgret.index.search_cache import load_search_vectors
+from imgret.index.search_cache import cache_folder, load_search_vectors, remove_generation
 from imgret.index.store import ImageRow, RowState, Skipped, Store, writer_lock
 from imgret.models.stages import Stages, load_stages
 
@@ -51,6 +51,10 @@ class IndexReport:
     was made before it), then re-described and re-embedded."""
     reembedded: int = 0
     """Rows re-described and re-embedded from stored text (text settings or notes changed)."""
+    repaired: int = 0
+    """Rows whose stored vector was damaged, re-embedded from their stored text."""
+    rehashed: bool = False
+    """Whether every file was hashed (``rehash``), not only those whose size or mtime changed."""
     unchanged: int = 0
     removed: int = 0
     renamed: int = 0
@@ -68,9 +72,14 @@ class IndexReport:
             f"{self.reembedded} re-embedded, "
             f"{self.unchanged} unchanged, {self.renamed} renamed, {self.removed} removed, "
             f"{len(self.skipped)} skipped"
+            + (f", {self.repaired} damaged vector(s) repaired" if self.repaired else "")
         ]
         if self.moved_from is not None:
             lines.insert(0, f"the gallery moved from {self.moved_from}: the index follows it")
+        if self.rehashed:
+            lines.append(
+                "every file was hashed: content changed under an old size and mtime is found"
+            )
         if self.skipped:
             lines.append("skipped (fix or remove them; they are retried when they change):")
             lines += [f"  {printable(path)}: {reason}" for path, reason in sorted(self.skipped)]
@@ -139,6 +148,7 @@ def build_index(
     wait: float = 0.0,
     engine: Engine | None = None,
     moved: bool = False,
+    rehash: bool = False,
 ) -> IndexReport:
     """Bring the index in ``index_dir`` up to date with the images under ``gallery``.
 
@@ -149,6 +159,9 @@ def build_index(
     ``engine`` runs the vision stages (default :class:`InProcessEngine`; a
     ``imgret.index.ray_engine.RayEngine`` runs them on a Ray cluster); everything else, the
     text stages and every write included, happens here as always.
+    ``rehash`` hashes every file, not only those whose size or mtime changed (content can
+    change under both: a restored backup, some editors and sync tools), checks every stored
+    vector anew and records the time of this full check (``imgret info`` shows it).
     """
     started = time.perf_counter()
     gallery = Path(gallery).expanduser().resolve()
@@ -159,7 +172,7 @@ def build_index(
     with writer_lock(index_dir, wait), Store.open(index_dir, create=True) as store:
         config = config or store.config() or Config()
         _claim(store, gallery, report, moved)
-        plan = _plan(gallery, store, config, report)
+        plan = _plan(gallery, store, config, report, rehash)
         with store.transaction():
             store.rename(plan.renamed)
             store.delete(plan.removed)
@@ -182,14 +195,36 @@ def build_index(
                 _run_tagger(store, engine, gallery, plan, stages, config, meta, report, bar)
             _run_text(store, plan.text, plan.notes, stages, config, meta, bar)
         store.set_meta(**meta, updated=time.time())
-    # Written now, the search cache spares the first search reading the vectors out of
-    # SQLite (seconds per 10^6 rows, bench/RESULTS.md); the index is complete either way.
-    try:
-        load_search_vectors(index_dir, config.embedder)
-    except (MemoryError, ImgretIndexError) as exc:
-        warnings.warn(f"the search cache was not written ({exc}); search will retry", stacklevel=2)
+        if rehash:
+            generation = store.vectors_generation()
+            if generation is not None:  # the copy is made again from vectors checked anew
+                remove_generation(cache_folder(index_dir, config.embedder), generation)
+    damaged = _write_search_cache(index_dir, config)
+    if damaged:
+        # Found while copying the vectors: garbage of the right length that only the numbers
+        # show. Re-embedded from the stored text now, so the advice "run imgret index" holds.
+        with writer_lock(index_dir, wait), Store.open(index_dir) as store:
+            report.repaired += reembed(store, damaged, config, progress=progress)
+        _write_search_cache(index_dir, config)
+    if rehash:
+        with writer_lock(index_dir, wait), Store.open(index_dir) as store:
+            store.set_meta(last_full_check=time.time())
+        report.rehashed = True
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_search_cache(index_dir: Path, config: Config) -> list[str]:
+    """Write the search cache; the rows whose stored vector it found damaged.
+
+    Written now, the cache spares the first search reading the vectors out of SQLite
+    (seconds per 10^6 rows, bench/RESULTS.md); the index is complete either way.
+    """
+    try:
+        return load_search_vectors(index_dir, config.embedder).damaged
+    except (MemoryError, ImgretIndexError) as exc:
+        warnings.warn(f"the search cache was not written ({exc}); search will retry", stacklevel=3)
+        return []
 
 
 def _claim(store: Store, gallery: Path, report: IndexReport, moved: bool) -> None:
@@ -253,7 +288,9 @@ def _is_utf8(key: str) -> bool:
     return True
 
 
-def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _Plan:
+def _plan(
+    gallery: Path, store: Store, config: Config, report: IndexReport, rehash: bool = False
+) -> _Plan:
     plan = _Plan()
     files: dict[str, tuple[int, int]] = {}
     for path in find_images(gallery):
@@ -296,7 +333,7 @@ def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _
             report.skipped.append((key, skip.reason))
         elif key not in states:
             plan.vision[key] = "new"
-        elif (states[key].size, states[key].mtime_ns) == stat_pair:
+        elif (states[key].size, states[key].mtime_ns) == stat_pair and not rehash:
             same.append(key)
         else:
             to_hash.append(key)
@@ -309,6 +346,7 @@ def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _
 
     vision_key, text_key = key_string(config.vision_key()), key_string(config.text_key())
     tagger_key = key_string(config.tagger_key())
+    misfits = set(store.misfit_vectors(config.embedder))
     for key in same:
         state = states[key]
         if state.vision_key != vision_key:
@@ -318,6 +356,9 @@ def _plan(gallery: Path, store: Store, config: Config, report: IndexReport) -> _
         elif state.text_key != text_key or state.notes != notes.get(key, ""):
             plan.text.append(key)
             report.reembedded += 1
+        elif key in misfits:  # a vector blob cut short (or grown): not of this index's size
+            plan.text.append(key)
+            report.repaired += 1
         else:
             report.unchanged += 1
     plan.vision = dict(sorted(plan.vision.items()))

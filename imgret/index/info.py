@@ -26,6 +26,8 @@ class IndexInfo:
     stages: dict[str, Any]
     created: float | None
     updated: float | None
+    last_full_check: float | None
+    """When ``imgret index --rehash`` last hashed every file and checked every vector."""
     file_bytes: int
     cache_bytes: int
 
@@ -47,6 +49,8 @@ class IndexInfo:
             f"notes     {self.notes}",
             f"skipped   {self.skipped} bad file(s)",
             f"created   {when(self.created)}   updated {when(self.updated)}",
+            f"checked   {when(self.last_full_check)} (every file hashed, every vector checked: "
+            "imgret index --rehash)",
         ]
         for stage, entry in self.stages.items():
             revision = f" @ {entry['revision']}" if entry.get("revision") else ""
@@ -73,6 +77,7 @@ def index_info(store: Store) -> IndexInfo:
         stages=meta.get("stages", {}),
         created=meta.get("created"),
         updated=meta.get("updated"),
+        last_full_check=meta.get("last_full_check"),
         file_bytes=sum(f.stat().st_size for f in files if f.exists()),
         cache_bytes=sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()),
     )

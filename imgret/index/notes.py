@@ -85,9 +85,12 @@ def set_notes(
         if device is not None:
             config = dataclasses.replace(config, device=device)
         keyed = {gallery_relpath(path, gallery): text.strip() for path, text in notes.items()}
-        before = store.notes()
-        touched = [p for p, text in keyed.items() if before.get(p, "") != text]
         store.set_notes(keyed)
+        # A row still holding other words than its note needs re-embedding: the note table
+        # and the row's notes column are the persisted "to do", so a rerun of an interrupted
+        # command (kill -9, Ctrl-C after the notes were saved) finishes its work.
+        states = store.states()
+        touched = [p for p, text in keyed.items() if p in states and states[p].notes != text]
         return reembed(store, touched, config, progress=progress)
 
 

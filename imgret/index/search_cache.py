@@ -8,6 +8,14 @@ in its own transaction, and are read in the same snapshot as that token: a searc
 pairs vectors with paths of another state of the index. ``imgret index`` writes them at the
 end of a build, or else the first search after a change does (and removes older ones); where
 the folder cannot be written, the vectors are used from memory and nothing is cached.
+
+A name is not proof of content: a file replaced by one of the same shape, saved as float64,
+or a paths list reordered would pair vectors with the wrong images. So every open checks
+the copy against the store it claims to come from: float32, the index's dimension, as many
+rows as the store holds valid vectors for, and a sample of rows (spread over the file)
+identical to the store's bytes; anything else is rebuilt from the store with a warning. The
+paths file also lists the rows whose stored vector was found damaged when the copy was made,
+so search can say so and the next build re-embeds them. ``imgret check`` compares every row.
 """
 
 from __future__ import annotations
@@ -19,16 +27,21 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from imgret.index.store import Store
+from imgret.index.store import CheckedVectors, Store
 
 CACHE_DIR = "search-cache"
 """The folder beside the index that holds the files derived from its vectors."""
+SAMPLE_ROWS = 32
+"""Rows of the cache compared with the store at each open: a replaced, reordered or
+re-typed copy differs in nearly every row, so a few spread over the file find it in
+milliseconds (reading 10^6 rows back from SQLite would take seconds)."""
 
 
 @dataclass
@@ -40,6 +53,8 @@ class SearchVectors:
     total: int
     folder: Path | None
     generation: str | None
+    damaged: list[str] = field(default_factory=list)
+    """Rows of this embedder whose stored vector is damaged (left out of ``matrix``)."""
 
     def derived(self, name: str, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``compute(matrix)``, read back from the cache when an earlier search wrote it."""
@@ -66,33 +81,104 @@ def load_search_vectors(index_dir: Path | str, embedder: str) -> SearchVectors:
     with Store.open(index_dir, readonly=True) as store, store.snapshot():
         generation = store.vectors_generation()
         total = store.count()
-        cached = _read(folder, generation) if generation is not None else None
-        if cached is not None:
-            return SearchVectors(*cached, total, folder, generation)
-        relpaths, matrix = store.vectors(embedder)
-    if generation is None or not relpaths or not _save(folder, generation, relpaths, matrix):
-        return SearchVectors(relpaths, matrix, total, None, None)
-    return SearchVectors(relpaths, matrix, total, folder, generation)
+        if generation is not None:
+            try:
+                cached = _read(folder, generation, store, embedder)
+            except CacheMismatch as exc:
+                warnings.warn(
+                    f"the search cache in {folder} does not match the index ({exc}); "
+                    "rebuilding it from the index",
+                    stacklevel=2,
+                )
+                remove_generation(folder, generation)
+                cached = None
+            if cached is not None:
+                paths, matrix, damaged = cached
+                return SearchVectors(paths, matrix, total, folder, generation, damaged)
+        checked = store.checked_vectors(embedder)
+    if generation is None or not checked.paths or not _save(folder, generation, checked):
+        return SearchVectors(checked.paths, checked.matrix, total, None, None, checked.damaged)
+    return SearchVectors(checked.paths, checked.matrix, total, folder, generation, checked.damaged)
 
 
-def _read(folder: Path, generation: str) -> tuple[list[str], np.ndarray] | None:
-    """The cached paths and vectors of ``generation``, or None: not written yet, or removed
-    meanwhile by a search that saw a newer generation."""
+class CacheMismatch(Exception):
+    """The cache files of the current generation are not what the store holds."""
+
+
+def cache_files(folder: Path, generation: str) -> tuple[Path, Path]:
+    """The vectors and paths files of one generation."""
+    return folder / f"vectors-{generation}.npy", folder / f"paths-{generation}.json"
+
+
+def remove_generation(folder: Path, generation: str) -> None:
+    """Drop one generation's files (a damaged copy), so the next load writes them anew."""
+    for path in folder.glob(f"*-{generation}.*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _read(
+    folder: Path, generation: str, store: Store, embedder: str
+) -> tuple[list[str], np.ndarray, list[str]] | None:
+    """The cached paths, vectors and damaged rows of ``generation``; None when not written
+    yet (or removed meanwhile by a search that saw a newer generation); CacheMismatch when
+    the files are there but do not match the store."""
+    vectors_file, paths_file = cache_files(folder, generation)
     try:
-        relpaths = json.loads((folder / f"paths-{generation}.json").read_text())
-        matrix = np.load(folder / f"vectors-{generation}.npy", mmap_mode="r")
-    except (OSError, ValueError):
+        listing = json.loads(paths_file.read_text())
+        matrix = np.load(vectors_file, mmap_mode="r")
+    except OSError:  # not written yet, or the folder cannot be read: no cache
         return None
-    return (relpaths, matrix) if len(relpaths) == len(matrix) else None
+    except ValueError as exc:
+        raise CacheMismatch(f"unreadable: {exc}") from exc
+    check_cache(listing, matrix, store, embedder, sample=SAMPLE_ROWS)
+    return listing["paths"], matrix, listing["damaged"]
 
 
-def _save(folder: Path, generation: str, relpaths: list[str], matrix: np.ndarray) -> bool:
+def check_cache(
+    listing: object, matrix: np.ndarray, store: Store, embedder: str, sample: int | None
+) -> None:
+    """Raise :class:`CacheMismatch` unless the cache matches the store: its layout, and
+    ``sample`` rows spread over it (every row when None) byte for byte."""
+    if not isinstance(listing, dict) or not isinstance(listing.get("paths"), list):
+        raise CacheMismatch("its paths file is not in this release's layout")
+    paths, damaged = listing["paths"], listing.get("damaged")
+    if not isinstance(damaged, list):
+        raise CacheMismatch("its paths file does not list the damaged rows")
+    dimension = store.dimension(embedder)
+    if matrix.dtype != np.float32 or matrix.ndim != 2 or matrix.shape[1] != dimension:
+        raise CacheMismatch(
+            f"vectors of {matrix.dtype} {matrix.shape}, not float32 [n, {dimension}]"
+        )
+    expected = store.count_where("images", embedder) - len(damaged)
+    if len(paths) != len(matrix) or len(paths) != expected:
+        raise CacheMismatch(
+            f"{len(matrix)} vectors and {len(paths)} paths for the {expected} rows of the index"
+        )
+    rows = range(len(paths)) if sample is None else _spread(len(paths), sample)
+    for start in range(0, len(rows), 500):
+        chosen = rows[start : start + 500]
+        stored = store.vectors_of(paths[i] for i in chosen)
+        for i in chosen:
+            if stored.get(paths[i]) != np.asarray(matrix[i]).tobytes():
+                raise CacheMismatch(f"row {i} ({paths[i]}) differs from the index")
+
+
+def _spread(count: int, sample: int) -> range | list[int]:
+    """Up to ``sample`` row numbers spread evenly from the first row to the last."""
+    if count <= sample:
+        return range(count)
+    return sorted({round(i * (count - 1) / (sample - 1)) for i in range(sample)})
+
+
+def _save(folder: Path, generation: str, checked: CheckedVectors) -> bool:
     """Write vectors, then paths (whose presence says both are complete); drop older files."""
+    vectors_file, paths_file = cache_files(folder, generation)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write(folder / f"vectors-{generation}.npy", lambda f: np.save(f, matrix))
-        listing = json.dumps(relpaths).encode()
-        _write(folder / f"paths-{generation}.json", lambda f: f.write(listing))
+        _write(vectors_file, lambda f: np.save(f, checked.matrix))
+        listing = json.dumps({"paths": checked.paths, "damaged": checked.damaged}).encode()
+        _write(paths_file, lambda f: f.write(listing))
     except OSError:
         return False
     _remove_stale(folder, generation)

@@ -110,7 +110,10 @@ class ImageRow:
             if f.metadata["codec"] == "json":
                 values[f.name] = json.loads(values[f.name])
             elif f.metadata["codec"] == "vector":
-                values[f.name] = np.frombuffer(values[f.name], dtype=np.float32)
+                # A damaged blob may not be whole floats; its row is still read (to re-embed
+                # it from its text), and the vector checks of :meth:`Store.vectors` reject it.
+                blob = values[f.name]
+                values[f.name] = np.frombuffer(blob[: len(blob) // 4 * 4], dtype=np.float32)
         for name in ("topics", "tags"):
             values[name] = [(label, score) for label, score in values.get(name, [])]
         return cls(**values)
@@ -194,6 +197,31 @@ class Skipped:
 
 _TABLES = frozenset({"meta", "images", "notes", "skipped"})
 """The tables of an index; a build recreates any that a damaged file lost."""
+
+
+NORM_TOLERANCE = 1e-2
+"""How far a stored vector's length may be from 1 (float16 on a GPU rounds it by ~1e-3)."""
+
+
+@dataclass
+class CheckedVectors:
+    """The valid vectors of some rows, and the rows whose stored vector is damaged.
+
+    Damaged: not whole float32 numbers of the index's dimension, not finite, or not of unit
+    length. SQLite's own integrity check cannot see this (the bytes are valid, the numbers
+    not), so every read of the vectors checks them.
+    """
+
+    paths: list[str]
+    matrix: np.ndarray
+    damaged: list[str]
+
+
+def vector_problems(matrix: np.ndarray) -> np.ndarray:
+    """A boolean per row of ``matrix``: True where it is not a finite unit vector."""
+    with np.errstate(all="ignore"):
+        norms = np.linalg.norm(matrix.astype(np.float64, copy=False), axis=1)
+    return ~np.isfinite(norms) | (np.abs(norms - 1.0) > NORM_TOLERANCE)
 
 
 def db_path(index_dir: Path | str) -> Path:
@@ -330,6 +358,16 @@ def make_index_folder(index_dir: Path) -> None:
             f"cannot create the index folder {index_dir} ({exc.strerror}); "
             "pass a writable --index folder"
         ) from exc
+
+
+def damaged_message(index_dir: Path, damaged: list[str]) -> str:
+    """What to say about rows whose vectors are damaged, and how they are repaired."""
+    examples = ", ".join(damaged[:3]) + (" …" if len(damaged) > 3 else "")
+    return (
+        f"{len(damaged)} image(s) in the index {index_dir} have a damaged vector ({examples}); "
+        f"run `imgret check --repair --index {index_dir}` (or `imgret index`) to re-embed them "
+        "from their stored descriptions"
+    )
 
 
 @contextmanager
@@ -690,34 +728,86 @@ class Store:
             if keys:
                 self._vectors_changed()
 
+    def dimension(self, embedder: str | None = None) -> int | None:
+        """The vector size of ``embedder``'s rows: the one the build recorded for the current
+        embedder, else the size most of the rows have (None without rows)."""
+        config = self.config()
+        recorded = self.meta().get("dimension")
+        if isinstance(recorded, int) and (
+            embedder is None or config is None or embedder == config.embedder
+        ):
+            return recorded
+        where, args = ("WHERE embedder = ?", (embedder,)) if embedder is not None else ("", ())
+        found = self._db.execute(
+            f"SELECT length(vector) AS n FROM images {where} "
+            "GROUP BY n ORDER BY COUNT(*) DESC LIMIT 1",
+            args,
+        ).fetchone()
+        return found[0] // 4 if found else None
+
     @_explained
-    def vectors(self, embedder: str | None = None) -> tuple[list[str], np.ndarray]:
-        """(paths, float32 matrix [n, d]) of the rows embedded by ``embedder`` (default: all).
+    def checked_vectors(self, embedder: str | None = None) -> CheckedVectors:
+        """The rows embedded by ``embedder`` (default: all) with valid vectors, by path, and
+        those whose vector is damaged (:class:`CheckedVectors`).
 
         During an interrupted change of embedder the rows hold vectors of two models; only
         vectors of one model can be compared, so search asks for its own.
         """
         where, args = ("WHERE embedder = ?", (embedder,)) if embedder is not None else ("", ())
         paths: list[str] = []
-        matrix: np.ndarray | None = None
+        damaged: list[str] = []
         # Rows go straight into one preallocated matrix: half the peak memory of joining the
         # blobs first (1.6 instead of 3.2 GB for 10^6 384-d rows) and half the time.
         with self.snapshot():
+            dimension = self.dimension(embedder)
+            if dimension is None:
+                return CheckedVectors([], np.zeros((0, 0), dtype=np.float32), [])
             count = self._db.execute(f"SELECT COUNT(*) FROM images {where}", args).fetchone()[0]
+            matrix = np.empty((count, dimension), dtype=np.float32)
             rows = self._db.execute(f"SELECT path, vector FROM images {where} ORDER BY path", args)
-            for i, (path, blob) in enumerate(rows):
-                if matrix is None:
-                    matrix = np.empty((count, len(blob) // 4), dtype=np.float32)
-                elif len(blob) != 4 * matrix.shape[1]:
-                    raise IndexFormatError(
-                        f"the index in {self.index_dir} mixes vectors of different sizes; "
-                        "run `imgret index` to finish re-embedding"
-                    )
+            for path, blob in rows:
+                if not isinstance(blob, bytes) or len(blob) != 4 * dimension:
+                    damaged.append(path)
+                    continue
+                matrix[len(paths)] = np.frombuffer(blob, dtype=np.float32)
                 paths.append(path)
-                matrix[i] = np.frombuffer(blob, dtype=np.float32)
-        if matrix is None:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        return paths, matrix
+        matrix = matrix[: len(paths)]
+        bad = vector_problems(matrix)
+        if bad.any():
+            damaged += [p for p, b in zip(paths, bad, strict=True) if b]
+            paths = [p for p, b in zip(paths, bad, strict=True) if not b]
+            matrix = matrix[~bad]
+        return CheckedVectors(paths, matrix, sorted(damaged))
+
+    def vectors(self, embedder: str | None = None) -> tuple[list[str], np.ndarray]:
+        """(paths, float32 matrix [n, d]) of the rows embedded by ``embedder``; a damaged
+        vector among them is an :class:`IndexDamagedError` saying how to repair it."""
+        checked = self.checked_vectors(embedder)
+        if checked.damaged:
+            raise IndexDamagedError(damaged_message(self.index_dir, checked.damaged))
+        return checked.paths, checked.matrix
+
+    @_explained
+    def misfit_vectors(self, embedder: str) -> list[str]:
+        """Rows of ``embedder`` whose vector blob is not of the index's dimension: found by
+        SQLite from the record headers, without reading a vector, so every build can ask."""
+        dimension = self.dimension(embedder)
+        if dimension is None:
+            return []
+        query = "SELECT path FROM images WHERE embedder = ? AND length(vector) != ?"
+        return [r[0] for r in self._db.execute(query, (embedder, 4 * dimension))]
+
+    @_explained
+    def vectors_of(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """The stored vector bytes of ``paths`` (those indexed), to compare a copy against."""
+        wanted = list(paths)
+        found: dict[str, bytes] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT path, vector FROM images WHERE path IN ({marks})"
+            found.update(self._db.execute(query, chunk).fetchall())
+        return found
 
     # notes ------------------------------------------------------------------------------
 

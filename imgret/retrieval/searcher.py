@@ -21,7 +21,7 @@ from imgret.config import Config
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import BadInputError, EmptyIndexError
 from imgret.index.search_cache import load_search_vectors
-from imgret.index.store import ImageRow, Store
+from imgret.index.store import ImageRow, Store, damaged_message
 from imgret.models.int8 import int8_text_stages
 from imgret.models.stages import Stages, load_stages
 from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, sign_codes
@@ -111,11 +111,15 @@ class Searcher:
         """Read the vectors again (after notes or a rebuild), keeping the loaded models."""
         loaded = load_search_vectors(self.index_dir, self.config.embedder)
         self.relpaths = loaded.relpaths
+        if loaded.damaged:
+            # Left out, never ranked: a garbage vector once scored 5e18 at rank 1.
+            warnings.warn(damaged_message(self.index_dir, loaded.damaged), stacklevel=2)
         if not self.relpaths:
             raise EmptyIndexError(self._empty_message(self.config.embedder, loaded.total))
-        if len(self.relpaths) < loaded.total:
+        unembedded = loaded.total - len(self.relpaths) - len(loaded.damaged)
+        if unembedded > 0:
             warnings.warn(
-                f"{loaded.total - len(self.relpaths)} of {loaded.total} indexed images are not "
+                f"{unembedded} of {loaded.total} indexed images are not "
                 f"embedded with {self.config.embedder} and are left out; run `imgret index` "
                 "to finish",
                 stacklevel=2,

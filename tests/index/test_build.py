@@ -316,3 +316,68 @@ def test_a_name_that_is_not_utf8_is_listed_and_never_holds_the_others_back(
         assert "not valid UTF-8" in report.skipped[0][1] and "rename it" in report.skipped[0][1]
         assert "caf" in report.summary()
         assert len(_states(index)) == 6
+
+
+def _damage(index: Path, path: str, blob: bytes) -> None:
+    with sqlite3.connect(index / DB_NAME) as db:
+        db.execute("UPDATE images SET vector = ? WHERE path = ?", (blob, path))
+
+
+def test_a_garbage_vector_is_left_out_of_search_and_repaired_by_the_next_build(
+    text_only, small_gallery, tmp_path
+):
+    from imgret.retrieval.searcher import Searcher
+
+    index = tmp_path / "index"
+    build_index(small_gallery, index, text_only, progress=False)
+    good = {row.path: row.vector.copy() for row in Store.open(index).rows()}
+    dimension = len(good["bus.jpg"])
+    _damage(index, "bus.jpg", np.full(dimension, 5e18, dtype=np.float32).tobytes())
+    shutil.rmtree(index / "search-cache")  # read from the store again, as after any change
+    with pytest.warns(UserWarning, match=r"damaged vector \(bus\.jpg\); run `imgret check"):
+        hits = Searcher(index).search("a bus", k=6)
+    assert "bus.jpg" not in [h.relpath for h in hits] and all(h.score <= 1.0001 for h in hits)
+    report = build_index(small_gallery, index, text_only, progress=False)
+    assert report.repaired == 1 and "1 damaged vector(s) repaired" in report.summary()
+    with Store.open(index) as store:
+        np.testing.assert_allclose(store.rows(["bus.jpg"])[0].vector, good["bus.jpg"], atol=1e-5)
+    assert len(Searcher(index)) == 6
+
+
+def test_a_short_vector_blob_is_noticed_by_the_next_build(text_only, small_gallery, tmp_path):
+    """It used to make the index unsearchable while the build said "unchanged"."""
+    index = tmp_path / "index"
+    build_index(small_gallery, index, text_only, progress=False)
+    _damage(index, "zidane.jpg", b"\x01\x02\x03")
+    report = build_index(small_gallery, index, text_only, progress=False)
+    assert (report.repaired, report.unchanged) == (1, 5)
+    with Store.open(index) as store:
+        paths, matrix = store.vectors(text_only.embedder)
+    assert len(paths) == 6 and np.isfinite(matrix).all()
+
+
+def test_rehash_finds_content_changed_under_the_same_size_and_mtime(
+    text_only, small_gallery, tmp_path
+):
+    from imgret.index.info import index_info
+
+    index = tmp_path / "index"
+    build_index(small_gallery, index, text_only, progress=False)
+    with Store.open(index) as store:
+        assert index_info(store).last_full_check is None
+    photo = small_gallery / "bus.jpg"
+    stat = photo.stat()
+    data = bytearray(photo.read_bytes())
+    data[-3] ^= 0xFF  # same size; JPEG decoders ignore the bytes at the very end
+    photo.write_bytes(bytes(data))
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert build_index(small_gallery, index, text_only, progress=False).changed == 0
+    started = time.time()
+    report = build_index(small_gallery, index, text_only, progress=False, rehash=True)
+    assert (report.changed, report.unchanged) == (
+        1,
+        5,
+    ) and "every file was hashed" in report.summary()
+    with Store.open(index) as store:
+        assert index_info(store).last_full_check >= started
+        assert "imgret index --rehash" in index_info(store).summary()

@@ -91,3 +91,28 @@ def test_read_notes_csv(tmp_path):
         read_notes_csv(bad)
     with pytest.raises(FileNotFoundError, match="cannot read the notes file"):
         read_notes_csv(tmp_path / "missing.csv")
+
+
+def test_rerunning_an_interrupted_note_finishes_it(text_only, small_gallery, tmp_path, monkeypatch):
+    """Ctrl-C (or kill -9) after the note was saved, before the image was re-embedded."""
+    import imgret.index.notes as notes_module
+
+    index = tmp_path / "index"
+    build_index(small_gallery, index, text_only, progress=False)
+    before = _vectors(index)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(notes_module, "reembed", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            set_notes(index, {"bus.jpg": "a red double-decker bus"})
+    with Store.open(index) as store:
+        assert store.notes() == {"bus.jpg": "a red double-decker bus"}
+    assert set_notes(index, {"bus.jpg": "a red double-decker bus"}) == 1
+    after = _vectors(index)
+    assert not np.allclose(after["bus.jpg"], before["bus.jpg"])
+    with Store.open(index) as store:
+        assert store.rows(["bus.jpg"])[0].notes == "a red double-decker bus"
+    assert set_notes(index, {"bus.jpg": "a red double-decker bus"}) == 0  # nothing left to do

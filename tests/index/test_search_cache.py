@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
+import pytest
 
 from imgret.index.info import index_info
 from imgret.index.search_cache import _save, cache_folder, load_search_vectors
-from imgret.index.store import DB_NAME, Store
+from imgret.index.store import DB_NAME, CheckedVectors, Store
 from tests.support.rows import stored_row
 
 
@@ -113,7 +115,7 @@ def test_a_search_of_an_older_generation_leaves_newer_files(tmp_path):
     new = load_search_vectors(index, "e1")
     assert old.generation < new.generation
     # The slower search writes its older generation after the newer one was cached.
-    _save(old.folder, old.generation, old.relpaths, np.asarray(old.matrix))
+    _save(old.folder, old.generation, CheckedVectors(old.relpaths, np.asarray(old.matrix), []))
     assert load_search_vectors(index, "e1").relpaths == ["a.jpg", "b.jpg"]
     assert (new.folder / f"vectors-{new.generation}.npy").exists()
 
@@ -125,3 +127,51 @@ def test_an_index_from_before_the_token_gets_one_from_its_first_writer(tmp_path)
     assert load_search_vectors(index, "e1").folder is None
     Store.open(index).close()
     assert load_search_vectors(index, "e1").folder is not None
+
+
+def _replace_vectors(loaded, matrix) -> None:
+    np.save(loaded.folder / f"vectors-{loaded.generation}.npy", matrix)
+
+
+@pytest.mark.parametrize(
+    "damage", ["same shape, other numbers", "float64", "paths reordered", "a row changed"]
+)
+def test_a_cache_that_does_not_match_the_store_is_rebuilt(tmp_path, damage):
+    """The file names carry the store's token, but a replaced file keeps the name."""
+    index = _index(tmp_path, [stored_row(f"{i:02}.jpg", i) for i in range(40)])
+    first = load_search_vectors(index, "e1")
+    truth = np.array(first.matrix)
+    listing = first.folder / f"paths-{first.generation}.json"
+    if damage == "same shape, other numbers":
+        other = np.random.default_rng(7).normal(size=truth.shape).astype(np.float32)
+        _replace_vectors(first, other / np.linalg.norm(other, axis=1, keepdims=True))
+    elif damage == "float64":
+        _replace_vectors(first, truth.astype(np.float64))
+    elif damage == "paths reordered":
+        data = json.loads(listing.read_text())
+        listing.write_text(json.dumps({**data, "paths": data["paths"][::-1]}))
+    else:
+        changed = truth.copy()
+        changed[0] = changed[1]
+        _replace_vectors(first, changed)
+    with pytest.warns(UserWarning, match="does not match the index"):
+        again = load_search_vectors(index, "e1")
+    assert again.relpaths == first.relpaths and again.generation == first.generation
+    np.testing.assert_array_equal(again.matrix, truth)
+    third = load_search_vectors(index, "e1")  # the rebuilt copy is used again, silently
+    assert isinstance(third.matrix, np.memmap)
+    np.testing.assert_array_equal(third.matrix, truth)
+
+
+def test_damaged_vectors_are_left_out_and_listed(tmp_path):
+    index = _index(tmp_path, [stored_row(f"{i}.jpg", i) for i in range(4)])
+    with sqlite3.connect(index / DB_NAME) as db:
+        garbage = np.full(8, 3e18, dtype=np.float32).tobytes()
+        db.execute("UPDATE images SET vector = ? WHERE path = '1.jpg'", (garbage,))
+        db.execute("UPDATE images SET vector = ? WHERE path = '2.jpg'", (b"\x00" * 5,))
+        nan = np.full(8, np.nan, dtype=np.float32).tobytes()
+        db.execute("UPDATE images SET vector = ? WHERE path = '3.jpg'", (nan,))
+    loaded = load_search_vectors(index, "e1")
+    assert loaded.relpaths == ["0.jpg"] and loaded.damaged == ["1.jpg", "2.jpg", "3.jpg"]
+    cached = load_search_vectors(index, "e1")  # the copy remembers what it left out
+    assert isinstance(cached.matrix, np.memmap) and cached.damaged == loaded.damaged

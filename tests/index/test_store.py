@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from imgret.config import Config
-from imgret.errors import EmptyIndexError, IndexBusyError, IndexFormatError, IndexNotFoundError
+from imgret.errors import (
+    EmptyIndexError,
+    IndexBusyError,
+    IndexDamagedError,
+    IndexFormatError,
+    IndexNotFoundError,
+)
 from imgret.index.export import export_arrays
 from imgret.index.info import index_info
 from imgret.index.store import DB_NAME, FORMAT_VERSION, ImageRow, Skipped, Store, writer_lock
@@ -127,7 +133,9 @@ def test_vectors_of_one_embedder(store):
     assert matrix.shape == (2, 8) and matrix.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, rtol=1e-6)
     assert store.vectors("e3")[0] == []
-    with pytest.raises(IndexFormatError, match="imgret index"):
+    # Without an embedder, rows of another size are not of the index's dimension: damaged
+    # for this index, reported with the command that re-embeds them.
+    with pytest.raises(IndexDamagedError, match=r"\(b\.jpg\); run `imgret check --repair"):
         store.vectors()
 
 
