@@ -144,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_cmd_serve)
 
+    check = commands.add_parser(
+        "check", help="check the index (SQLite, vectors, search cache, files); --repair mends"
+    )
+    _index_option(check)
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="re-embed damaged or pending rows and rebuild the search cache (no vision models)",
+    )
+    _wait_option(check)
+    check.set_defaults(handler=_cmd_check)
+
     info = commands.add_parser("info", help="what is in an index")
     _index_option(info)
     info.add_argument("--json", action="store_true", help="print as JSON")
@@ -345,6 +357,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         int8=args.int8,
     )
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from imgret.index.check import check_index
+
+    report = check_index(args.index, repair=args.repair, wait=args.wait, progress=True)
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -791,6 +791,15 @@ class Store:
             raise IndexDamagedError(damaged_message(self.index_dir, checked.damaged))
         return checked.paths, checked.matrix
 
+    def integrity_check(self) -> list[str]:
+        """SQLite's ``PRAGMA integrity_check``: empty when the file is sound, else its findings
+        (a page too damaged to read is one finding, in imgret's words)."""
+        try:
+            lines = [row[0] for row in self._db.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as exc:
+            return [str(explain_sqlite(exc, db_path(self.index_dir)) or exc)]
+        return [] if lines == ["ok"] else lines
+
     @_explained
     def misfit_vectors(self, embedder: str) -> list[str]:
         """Rows of ``embedder`` whose vector blob is not of the index's dimension: found by
