@@ -84,7 +84,6 @@ def test_doctor_runs_every_configured_model_on_one_photo(small_gallery, capsys):
     ("argv", "message"),
     [
         (["search", "a bus", "--index", "{missing}"], "imgret index"),
-        (["search", "a bus", "--index", "{index}", "-k", "0"], "at least 1"),
         (["search", "a bus", "--index", "{index}", "--int8", "--device", "cuda"], "--device cpu"),
         (["note", "--index", "{index}"], "--csv FILE"),
         (["index", "{missing}", "--index", "{index}", *MINILM], "is not a folder"),
