@@ -26,6 +26,7 @@ from imgret.index.search_cache import (
     cache_files,
     cache_folder,
     check_cache,
+    is_older_layout,
     load_search_vectors,
     remove_generation,
 )
@@ -156,6 +157,8 @@ def _cache_problem(store: Store, embedder: str) -> str | None:
     try:
         listing = json.loads(paths_file.read_text())
         matrix = np.load(vectors_file, mmap_mode="r")
+        if is_older_layout(listing):
+            return None  # the next search writes it in this release's layout
         check_cache(listing, matrix, store, embedder, sample=None)
     except (OSError, ValueError) as exc:
         return f"unreadable: {exc}"

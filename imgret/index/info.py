@@ -49,8 +49,8 @@ class IndexInfo:
             f"notes     {self.notes}",
             f"skipped   {self.skipped} bad file(s)",
             f"created   {when(self.created)}   updated {when(self.updated)}",
-            f"checked   {when(self.last_full_check)} (every file hashed, every vector checked: "
-            "imgret index --rehash)",
+            f"checked   {when(self.last_full_check) if self.last_full_check else 'never'} "
+            "(every file hashed, every vector checked: imgret index --rehash)",
         ]
         for stage, entry in self.stages.items():
             revision = f" @ {entry['revision']}" if entry.get("revision") else ""

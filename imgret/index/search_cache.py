@@ -131,8 +131,15 @@ def _read(
         return None
     except ValueError as exc:
         raise CacheMismatch(f"unreadable: {exc}") from exc
+    if is_older_layout(listing):
+        return None
     check_cache(listing, matrix, store, embedder, sample=SAMPLE_ROWS)
     return listing["paths"], matrix, listing["damaged"]
+
+
+def is_older_layout(listing: object) -> bool:
+    """A paths file of an earlier release (a bare list): not wrong, only to be written anew."""
+    return isinstance(listing, list)
 
 
 def check_cache(

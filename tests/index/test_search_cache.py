@@ -175,3 +175,13 @@ def test_damaged_vectors_are_left_out_and_listed(tmp_path):
     assert loaded.relpaths == ["0.jpg"] and loaded.damaged == ["1.jpg", "2.jpg", "3.jpg"]
     cached = load_search_vectors(index, "e1")  # the copy remembers what it left out
     assert isinstance(cached.matrix, np.memmap) and cached.damaged == loaded.damaged
+
+
+def test_a_cache_of_the_previous_layout_is_written_anew_without_a_warning(tmp_path, recwarn):
+    index = _index(tmp_path, [stored_row("a.jpg", 1), stored_row("b.jpg", 2)])
+    first = load_search_vectors(index, "e1")
+    listing = first.folder / f"paths-{first.generation}.json"
+    listing.write_text(json.dumps(first.relpaths))  # as the release before wrote it
+    assert load_search_vectors(index, "e1").relpaths == ["a.jpg", "b.jpg"]
+    assert json.loads(listing.read_text())["paths"] == ["a.jpg", "b.jpg"]
+    assert not [w for w in recwarn if "search cache" in str(w.message)]
