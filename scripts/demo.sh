@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 query="${1:-a bus in the street .}"
 profile="${IMGRET_PROFILE:-cpu}"
-bash scripts/setup.sh "minilm,ocr,faiss"
+bash scripts/setup.sh "minilm,ocr,faiss,serve"
 
 # gallery/ ships empty: seed it with the two real photos that come with ultralytics.
 if [ -z "$(find gallery -type f ! -name README.md -print -quit)" ]; then
@@ -30,3 +30,4 @@ fi
 
 .venv/bin/imgret index gallery --profile "$profile"
 .venv/bin/imgret search "$query" -k 5 --plot tmp/search.png
+echo "browse, explain and fix the hits in a web page: .venv/bin/imgret serve  (then open http://127.0.0.1:8765/)"
