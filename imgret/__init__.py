@@ -33,6 +33,8 @@ _EXPORTS = {
     "PROFILES": "imgret.config",
     "build_index": "imgret.index.build",
     "IndexReport": "imgret.index.build",
+    "InProcessEngine": "imgret.index.engines",
+    "RayEngine": "imgret.index.ray_engine",
     "set_notes": "imgret.index.notes",
     "read_notes_csv": "imgret.index.notes",
     "Searcher": "imgret.retrieval.searcher",

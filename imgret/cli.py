@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check every stored vector; `imgret info` shows when this was last done",
     )
     index.add_argument("--quiet", action="store_true", help="no progress bar")
+    _ray_options(index)
     index.set_defaults(handler=_cmd_index)
 
     search = commands.add_parser("search", help="rank the indexed images for a text query")
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", action="store_true", help="show the original's published figures beside"
     )
     _model_options(evaluate)
+    _ray_options(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
     return parser
 
@@ -257,6 +259,33 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _ray_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Ray (pip install 'imgret[ray]'; docs/scaling.md)")
+    group.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the vision stages on Ray Data: a local Ray without ADDRESS, else join the "
+        "cluster there ('auto', ray://HEAD:10001); give it after the gallery",
+    )
+    group.add_argument(
+        "--ray-gpus", type=float, default=0.0, metavar="N", help="GPUs per stage actor (0.25 …)"
+    )
+    group.add_argument(
+        "--ray-actors", type=int, default=1, metavar="N", help="actors per vision stage (default 1)"
+    )
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """The engine the Ray options ask for; None (in-process) without --ray."""
+    if args.ray is None:
+        return None
+    from imgret.index.ray_engine import RayEngine
+
+    return RayEngine(address=args.ray or None, num_gpus=args.ray_gpus, actors=args.ray_actors)
+
+
 def config_from_args(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> Config:
     """Stored config of the index (if any) ← profile ← explicit options, later winning."""
     from imgret.config import PROFILES, STAGES, Config
@@ -298,6 +327,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         wait=args.wait,
         moved=args.moved,
         rehash=args.rehash,
+        engine=_engine(args),
     )
     print(report.summary())
     return 0
@@ -402,6 +432,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         first_caption_only=args.first_caption_only,
         limit=args.limit,
         work_dir=args.work_dir,
+        engine=_engine(args),
     )
     print(report.to_markdown(args.compare))
     if args.json:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,6 +38,9 @@ from imgret.encode import TEXT_STAGES, topics_and_instructions
 from imgret.errors import BadInputError
 from imgret.evaluation.datasets import CaptionedDataset, load_dataset
 from imgret.evaluation.metrics import Metrics, folds, mean_metrics, ranks_from_vectors, summarize
+
+if TYPE_CHECKING:
+    from imgret.index.engines import Engine
 
 DEFAULT_GALLERY_SIZES = (1000, 5000)
 PARTS = ("caption", "counts", "text", "human")
@@ -184,6 +187,7 @@ def evaluate_dataset(
     limit: int | None = None,
     work_dir: Path | str | None = None,
     progress: bool = True,
+    engine: Engine | None = None,
 ) -> EvaluationReport:
     """Measure text→image recall of ``config`` on a Karpathy split file or COCO caption JSON.
 
@@ -193,7 +197,8 @@ def evaluate_dataset(
     (without: every text gets the fallback instruction); it needs ``config.topics``.
     ``limit`` keeps the first images of the split, for a quick look. The index of the
     dataset's images lives in ``work_dir`` (default ``tmp/eval/<dataset>-<hash>``),
-    so the next evaluation of the same images skips the vision models.
+    so the next evaluation of the same images skips the vision models. ``engine`` runs the
+    vision stages of that index (:func:`imgret.index.build.build_index`; e.g. a RayEngine).
     """
     started = time.perf_counter()
     dataset = load_dataset(annotations, images, split)
@@ -202,7 +207,9 @@ def evaluate_dataset(
     specs = parse_rows(rows, config)
     modes = instruction_modes(instructions, config)
     work = Path(work_dir) if work_dir else default_work_dir(dataset)
-    stored, left_out, analysed = index_dataset(dataset, config, work, progress=progress)
+    stored, left_out, analysed = index_dataset(
+        dataset, config, work, progress=progress, engine=engine
+    )
 
     protocol = [
         f"index of the images: {work / 'index'}; {analysed} image(s) analysed this time, "
@@ -356,7 +363,12 @@ def default_work_dir(dataset: CaptionedDataset) -> Path:
 
 
 def index_dataset(
-    dataset: CaptionedDataset, config: Config, work_dir: Path, *, progress: bool = True
+    dataset: CaptionedDataset,
+    config: Config,
+    work_dir: Path,
+    *,
+    progress: bool = True,
+    engine: Engine | None = None,
 ) -> tuple[list[Any], list[str], int]:
     """Index the dataset's images (only them): each one's stored row (None if unread), the
     images left out, and how many images the vision stages analysed this time.
@@ -372,7 +384,7 @@ def index_dataset(
     relative = [image.path.relative_to(dataset.image_root).as_posix() for image in dataset.images]
     for rel, image in zip(relative, dataset.images, strict=True):
         _link(image.path, gallery / rel, gallery)
-    report = build_index(gallery, work_dir / "index", config, progress=progress)
+    report = build_index(gallery, work_dir / "index", config, progress=progress, engine=engine)
     with Store.open(work_dir / "index") as store:
         found = {row.path: row for row in store.rows(relative)}
     unread = {path for path, _ in report.skipped}

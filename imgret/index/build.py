@@ -426,6 +426,7 @@ def _run_vision(
             store.mark_skipped(batch.skipped)
             store.set_meta(**meta)
         report.skipped += [(s.path, s.reason) for s in batch.skipped]
+        report.skipped += batch.failed
         for row in batch.rows:
             why = plan.vision[row.path]
             setattr(report, why, getattr(report, why) + 1)
@@ -469,6 +470,8 @@ def _run_tagger(
         for row in rows:
             row.tags, row.tagger_key = tagged[row.path].tags, tagged[row.path].tagger_key
         _describe_and_commit(store, rows, batch.skipped, plan, stages, config, meta, report, bar)
+        report.skipped += batch.failed
+        bar.update(len(batch.failed))
 
 
 def _describe_and_commit(

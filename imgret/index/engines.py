@@ -4,7 +4,7 @@ The build driver plans (new, changed, removed), holds the writer lock, describes
 commits one batch per transaction; an engine only maps planned files to per-image stage
 outputs. :class:`InProcessEngine` (the default) decodes with threads and runs the stages in
 this process; ``imgret.index.ray_engine.RayEngine`` runs the same stages on a Ray cluster.
-Both build rows with :func:`see` and :func:`vision_row`, so they give the same rows.
+Both build rows with :func:`see_each` and :func:`vision_row`, so they give the same rows.
 """
 
 from __future__ import annotations
@@ -54,11 +54,60 @@ def run_stage(stage: str, model: Any, images: list[Image.Image]) -> list[Any]:
     return outputs
 
 
-def see(models: Mapping[str, Any], images: list[Image.Image]) -> dict[str, list[Any]]:
-    """Every loaded vision stage's answers for a batch of images: stage → one per image."""
-    return {
-        stage: run_stage(stage, models[stage], images) for stage in VISION_STAGES if stage in models
-    }
+def see_each(stage: str, model: Any, images: list[Image.Image]) -> list[tuple[Any, str | None]]:
+    """Per image, the stage's answer and None, or None and why the stage failed on that image.
+
+    The batch runs at once; only when it raises is each image run alone, so one file that a
+    model cannot take costs its own row, never the rest of its batch.
+    """
+    if not images:
+        return []
+    try:
+        return [(answer, None) for answer in run_stage(stage, model, images)]
+    except Exception as exc:  # noqa: BLE001 - any model error; retried image by image
+        if len(images) == 1:
+            return [(None, _failure(stage, exc))]
+    results: list[tuple[Any, str | None]] = []
+    for image in images:
+        try:
+            results.append((run_stage(stage, model, [image])[0], None))
+        except Exception as exc:  # noqa: BLE001 - reported with the file, the build goes on
+            results.append((None, _failure(stage, exc)))
+    return results
+
+
+def _failure(stage: str, exc: Exception) -> str:
+    reason = str(exc).splitlines()[0] if str(exc) else ""
+    return f"the {stage} failed on it ({type(exc).__name__}: {reason}); the next build retries it"
+
+
+def see_all(
+    models: Mapping[str, Any],
+    files: Sequence[tuple[FileFacts, Image.Image]],
+    keys: Mapping[str, str],
+) -> tuple[list[ImageRow], list[tuple[str, str]]]:
+    """Every loaded stage on a batch of decoded files: their rows and (path, reason) of failures.
+
+    A file a stage failed on skips the later stages.
+    """
+    outputs: list[dict[str, Any]] = [{} for _ in files]
+    failures: dict[int, str] = {}
+    for stage in VISION_STAGES:
+        if stage not in models:
+            continue
+        todo = [i for i in range(len(files)) if i not in failures]
+        answers = see_each(stage, models[stage], [files[i][1] for i in todo])
+        for i, (answer, failure) in zip(todo, answers, strict=True):
+            if failure is None:
+                outputs[i][stage] = answer
+            else:
+                failures[i] = failure
+    rows = [
+        vision_row(facts, outputs[i], keys)
+        for i, (facts, _) in enumerate(files)
+        if i not in failures
+    ]
+    return rows, [(files[i][0].path, reason) for i, reason in sorted(failures.items())]
 
 
 @dataclass
@@ -111,11 +160,14 @@ class Analysed:
     rows: list[ImageRow] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     """Files that could not be read or decoded (remembered until they change)."""
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of files a stage failed on: reported, not stored, so the next build
+    retries them (the cause may have been the worker, not the file)."""
     revisions: dict[str, str | None] = field(default_factory=dict)
     """Stage → revision of the model that ran it, for the index metadata."""
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.skipped)
+        return len(self.rows) + len(self.skipped) + len(self.failed)
 
 
 class Engine(Protocol):
@@ -164,8 +216,5 @@ class InProcessEngine:
                         )
                     )
             if good:
-                answers = see(models, [image for _, image in good])
-                for i, (facts, _) in enumerate(good):
-                    outputs = {stage: values[i] for stage, values in answers.items()}
-                    result.rows.append(vision_row(facts, outputs, keys))
+                result.rows, result.failed = see_all(models, good, keys)
             yield result
