@@ -97,24 +97,25 @@ class RayEngine:
     def analyse(self, gallery: Path, paths: Sequence[str], config: Config) -> Iterator[Analysed]:
         ray = self.connect()
         stages = [s for s in VISION_STAGES if getattr(config, s) is not None]
+        actor_cpus, decode_cpus = self.fit(ray.cluster_resources().get("CPU", 0.0), stages)
         data = ray.data.from_items([{"path": p} for p in paths]).map_batches(
             _decode,
-            fn_args=(str(gallery), config.max_image_megapixels),
+            fn_args=(str(gallery), config.max_image_megapixels, bool(stages)),
             batch_size=config.batch_size,
             batch_format="numpy",
-            num_cpus=self.decode_cpus,
+            num_cpus=decode_cpus,
         )
         for stage in stages:
+            last = stage == stages[-1]  # drops the pixels: the driver never receives them
             data = data.map_batches(
                 _StageActor,
-                fn_constructor_args=(stage, config, _per_stage(self.num_cpus, stage, 1.0)),
+                fn_constructor_args=(stage, config, actor_cpus[stage], last),
                 batch_size=config.batch_size,
                 batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=int(_per_stage(self.actors, stage, 1))),
-                num_cpus=_per_stage(self.num_cpus, stage, 1.0),
+                num_cpus=actor_cpus[stage],
                 num_gpus=_per_stage(self.num_gpus, stage, 0.0),
             )
-        data = data.drop_columns(["pixels"])  # the driver never receives pixels
         keys = row_keys(config)
         pending = set(paths)
         for batch in data.iter_batches(batch_size=config.batch_size, batch_format="numpy"):
@@ -126,6 +127,20 @@ class RayEngine:
         if pending:
             yield Analysed(failed=[(path, LOST) for path in sorted(pending)])
 
+    def fit(self, cluster_cpus: float, stages: Sequence[str]) -> tuple[dict[str, float], float]:
+        """CPUs per actor of each stage and per decode task, scaled down to fit the cluster.
+
+        Actors hold their CPUs for the whole build, so asking more than the cluster has (three
+        stages of one CPU each and the decode tasks on a 2-core laptop) would wait for ever.
+        The cluster is taken as it is when the build starts.
+        """
+        wanted = {stage: _per_stage(self.num_cpus, stage, 1.0) for stage in stages}
+        total = self.decode_cpus + sum(
+            wanted[stage] * _per_stage(self.actors, stage, 1) for stage in stages
+        )
+        scale = cluster_cpus / total if 0 < cluster_cpus < total else 1.0
+        return {stage: cpus * scale for stage, cpus in wanted.items()}, self.decode_cpus * scale
+
 
 def _per_stage(value: float | Mapping[str, float], stage: str, default: float) -> float:
     return float(value.get(stage, default) if isinstance(value, Mapping) else value)
@@ -134,8 +149,11 @@ def _per_stage(value: float | Mapping[str, float], stage: str, default: float) -
 _EMPTY = np.zeros(0, dtype=np.uint8).tobytes()
 
 
-def _decode(batch: dict[str, np.ndarray], gallery: str, max_megapixels: float) -> dict:
-    """CPU task: read, hash and decode each file (never raises for a bad one)."""
+def _decode(
+    batch: dict[str, np.ndarray], gallery: str, max_megapixels: float, keep_pixels: bool
+) -> dict:
+    """CPU task: read, hash and decode each file (never raises for a bad one); the pixels are
+    kept for the stage actors, if any."""
     columns: dict[str, list[Any]] = {
         k: [] for k in ("path", "size", "mtime_ns", "sha256", "width", "height", "pixels")
     }
@@ -152,6 +170,8 @@ def _decode(batch: dict[str, np.ndarray], gallery: str, max_megapixels: float) -
         columns["pixels"].append(image.tobytes() if image else _EMPTY)
         columns["skip"].append("" if image else decoded.error or "unreadable")
         columns["failure"].append("")
+    if not keep_pixels:
+        del columns["pixels"]
     return {name: _column(values) for name, values in columns.items()}
 
 
@@ -164,11 +184,11 @@ def _column(values: list[Any]) -> np.ndarray:
 class _StageActor:
     """One vision stage in an actor: the model is loaded once, then batch after batch."""
 
-    def __init__(self, stage: str, config: Config, cpus: float):
+    def __init__(self, stage: str, config: Config, cpus: float, last: bool):
         import torch
 
         torch.set_num_threads(max(1, int(cpus)))
-        self.stage = stage
+        self.stage, self.last = stage, last
         self.model = getattr(load_stages(config, which=[stage]), stage)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -191,6 +211,8 @@ class _StageActor:
         batch[f"out_{self.stage}"] = np.array(answers, dtype=object)
         batch[f"revision_{self.stage}"] = np.array([self.model.revision or ""] * n, dtype=object)
         batch["failure"] = np.array(failures, dtype=object)
+        if self.last:
+            del batch["pixels"]
         return batch
 
 

@@ -63,13 +63,18 @@ def _add_bad_files(gallery: Path) -> None:
 def test_same_rows_and_the_same_files_left_out(
     ray_session, tiny_config, small_gallery, tmp_path, monkeypatch
 ):
+    """Every vision stage (captioner, detector, tagger) in its own actor pool; their default
+    one CPU each is scaled down to fit the 2 CPUs beside the decode tasks."""
+    from tests.support.tiny_taggers import build_tiny_vit
+
+    config = dataclasses.replace(
+        tiny_config, tagger=str(build_tiny_vit(tmp_path / "vit")), tagger_min_score=0.0
+    )
     _add_bad_files(small_gallery)
     with monkeypatch.context() as patch:
         patch.setattr(engines, "run_stage", poisoned(engines.run_stage))
-        here = build_index(small_gallery, tmp_path / "here", tiny_config, progress=False)
-    there = build_index(
-        small_gallery, tmp_path / "ray", tiny_config, progress=False, engine=RayEngine(num_cpus=0.5)
-    )
+        here = build_index(small_gallery, tmp_path / "here", config, progress=False)
+    there = build_index(small_gallery, tmp_path / "ray", config, progress=False, engine=RayEngine())
     assert (there.total, there.new) == (here.total, here.new) == (9, 6)
     assert sorted(dict(there.skipped)) == sorted(dict(here.skipped))
     assert sorted(dict(there.skipped)) == ["empty.jpg", "sub/poison.png", "text.jpg"]
@@ -82,18 +87,25 @@ def test_same_rows_and_the_same_files_left_out(
     assert a.keys() == b.keys() and len(a) == 6
     for path, row in a.items():
         other = b[path]
-        for name in ("caption", "counts", "text_in_image", "description", "topics", "sha256"):
+        assert row.tags and row.caption and row.counts
+        same = ("caption", "counts", "tags", "text_in_image", "description", "topics", "sha256")
+        for name in (*same, "width", "height", "vision_key", "tagger_key", "text_key"):
             assert getattr(other, name) == getattr(row, name), (path, name)
-        assert (other.width, other.height, other.vision_key) == (
-            row.width,
-            row.height,
-            row.vision_key,
-        )
         np.testing.assert_allclose(other.vector, row.vector, atol=1e-5)
     with Store.open(tmp_path / "here") as x, Store.open(tmp_path / "ray") as y:
         assert x.meta()["stages"] == y.meta()["stages"]
         # unreadable files are remembered; a file a stage failed on is retried next time
         assert sorted(x.skipped()) == sorted(y.skipped()) == ["empty.jpg", "text.jpg"]
+
+
+def test_requests_larger_than_the_cluster_are_scaled_to_fit():
+    stages = ["captioner", "detector", "tagger"]
+    assert RayEngine().fit(2.0, stages) == ({s: 0.5 for s in stages}, 0.5)
+    assert RayEngine().fit(64.0, stages) == ({s: 1.0 for s in stages}, 1.0)
+    wide = RayEngine(num_cpus={"captioner": 2.0}, actors={"captioner": 3})
+    assert wide.fit(4.5, stages) == ({"captioner": 1.0, "detector": 0.5, "tagger": 0.5}, 0.5)
+    with pytest.raises(ValueError, match="at least one actor"):
+        RayEngine(actors=0)
 
 
 def _stage_actors() -> list:
