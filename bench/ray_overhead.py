@@ -118,6 +118,14 @@ def main() -> None:
     parser.add_argument("--real-size", action="store_true", help="the original's model sizes")
     parser.add_argument("--writer", action="store_true", help="only the SQLite writer")
     parser.add_argument("--actor-cpus", type=float, default=1.0, help="num_cpus per actor")
+    parser.add_argument(
+        "--decode-cpus",
+        type=float,
+        default=1.0,
+        help="num_cpus per decode task (unlike the "
+        "actors' number, decoding runs as tasks of its own; equal, Ray Data fuses it into the "
+        "first stage's actor)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -135,7 +143,12 @@ def main() -> None:
             config = apply_profile("cpu", detector=str(YOLOX_NANO), device="cpu")
         name = "real-size" if args.real_size else "cpu profile"
         print(f"{name}: {len(images)} images, {args.repeats} runs each", flush=True)
-        found = overhead(config, images, args.repeats, {"num_cpus": args.actor_cpus})
+        found = overhead(
+            config,
+            images,
+            args.repeats,
+            {"num_cpus": args.actor_cpus, "decode_cpus": args.decode_cpus},
+        )
         results["overhead"] = {"profile": name, "images": len(images), **found}
         print(
             f"{name}: in-process {found['in_process_s']}, Ray {found['ray_s']} s; "
