@@ -30,15 +30,19 @@ _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
-def find_images(root: Path | str) -> list[Path]:
+def find_images(root: Path | str, unreadable: list[OSError] | None = None) -> list[Path]:
     """Every image file under ``root``, sorted; hidden folders and files are left out.
 
     Only regular files count: a named pipe or socket with an image suffix would block or fail
-    the decoder. Symlinked files are followed, symlinked folders are not (no loops).
+    the decoder. Symlinked files are followed, symlinked folders are not (no loops). Folders
+    that cannot be listed are appended to ``unreadable`` (their ``filename`` says which), so
+    a caller can tell "no files there" from "could not look".
     """
     root = Path(root)
     found = []
-    for folder, subfolders, files in os.walk(root):
+    for folder, subfolders, files in os.walk(
+        root, onerror=unreadable.append if unreadable is not None else None
+    ):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         for name in files:
             path = Path(folder, name)

@@ -293,7 +293,8 @@ def _plan(
 ) -> _Plan:
     plan = _Plan()
     files: dict[str, tuple[int, int]] = {}
-    for path in find_images(gallery):
+    unreadable: list[OSError] = []
+    for path in find_images(gallery, unreadable):
         key = relpath(path, gallery)
         if not _is_utf8(key):
             report.skipped.append((key, NOT_UTF8))
@@ -307,8 +308,19 @@ def _plan(
     report.total = len(files) + len(report.skipped)
     states, skipped = store.states(), store.skipped()
     notes = plan.notes = store.notes()
-    plan.removed = [p for p in states if p not in files]
-    plan.gone_skips = [p for p in skipped if p not in files]
+    # Rows under a folder that could not be listed are kept as they are: the files may well
+    # be there (a permission slip, a share gone for a moment), and dropping them loses work.
+    hidden = []
+    for error in unreadable:
+        folder = Path(error.filename or gallery)
+        if folder == gallery:
+            raise MissingFileError(
+                f"cannot list the gallery {gallery} ({error.strerror}); check its permissions"
+            )
+        hidden.append(relpath(folder, gallery) + "/")
+        report.skipped.append((hidden[-1], f"cannot list this folder ({error.strerror})"))
+    plan.removed = [p for p in states if p not in files and not p.startswith(tuple(hidden))]
+    plan.gone_skips = [p for p in skipped if p not in files and not p.startswith(tuple(hidden))]
     new = [
         k
         for k, stat_pair in files.items()

@@ -67,3 +67,25 @@ def test_a_read_only_index_is_searched_and_never_written():
         for result in (info, found, older, old_hits, refused):
             assert "delete" not in result.stderr
         assert (_contents(root / "index"), _contents(old)) == before
+
+
+def test_a_folder_the_build_cannot_list_keeps_its_rows():
+    config = Config(captioner=None, detector=None, topics=None, embedder="minilm", device="cpu")
+    with open_folder() as root:
+        gallery, index, home = root / "gallery", root / "index", root / "home"
+        (gallery / "locked").mkdir(parents=True)
+        first, second = coco_images(2)
+        shutil.copy(first, gallery)
+        shutil.copy(second, gallery / "locked")
+        build_index(gallery, index, config, progress=False)
+        home.mkdir(mode=0o777)
+        home.chmod(0o777)
+        for path in [index, *index.rglob("*")]:
+            path.chmod(0o777)  # the index stays writable for the build below
+        (gallery / "locked").chmod(0o700)  # owner only: the build cannot list it
+
+        result = run_imgret("index", str(gallery), "--index", str(index), "--quiet", home=home)
+        assert result.returncode == 0, result.stderr
+        assert "0 removed" in result.stdout and "locked/: cannot list this folder" in result.stdout
+        listed = run_imgret("info", "--index", str(index), "--json", home=home)
+        assert json.loads(listed.stdout)["images"] == 2
