@@ -74,7 +74,7 @@ def test_notes_are_only_for_images_of_the_gallery(built, given_path):
 
 
 names = st.from_regex(
-    r"[a-zA-Z0-9 _\-éß]{1,10}(/[a-z0-9_\-]{1,8})?\.(jpg|PNG|webp)", fullmatch=True
+    r"[a-zA-Z0-9_\-éß][a-zA-Z0-9 _\-éß]{0,9}(/[a-z0-9_\-]{1,8})?\.(jpg|PNG|webp)", fullmatch=True
 )
 texts = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00\ufeff"))
 
