@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -285,6 +285,14 @@ def explain_sqlite(exc: sqlite3.Error, path: Path) -> ImgretIndexError | None:
     return None
 
 
+def _reraise(exc: sqlite3.Error, path: Path) -> NoReturn:
+    """Raise :func:`explain_sqlite`'s error for ``exc`` in its place, or ``exc`` itself."""
+    explained = explain_sqlite(exc, path)
+    if explained is None:
+        raise exc
+    raise explained from exc
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -435,7 +443,7 @@ class Store:
         try:
             connection = _connect(path, readonly=readonly)
         except sqlite3.Error as exc:
-            raise explain_sqlite(exc, path) or exc from exc
+            _reraise(exc, path)
         connection.row_factory = sqlite3.Row
         store = cls(index_dir, connection)
         store.writable = not readonly or _is_writable(path)
@@ -448,7 +456,7 @@ class Store:
                 connection.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
             connection.close()
-            raise explain_sqlite(exc, path) or exc from exc
+            _reraise(exc, path)
         except BaseException:
             connection.close()
             raise
@@ -567,7 +575,7 @@ class Store:
         try:
             self._db.execute(begin)
         except sqlite3.Error as exc:
-            raise explain_sqlite(exc, path) or exc from exc
+            _reraise(exc, path)
         try:
             yield
         except BaseException:
@@ -579,7 +587,7 @@ class Store:
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise explain_sqlite(exc, path) or exc from exc
+            _reraise(exc, path)
 
     # meta -------------------------------------------------------------------------------
 
