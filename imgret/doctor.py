@@ -74,10 +74,15 @@ def run_doctor(image: str | Path, config: Config | None = None) -> DoctorReport:
         ("captioner", lambda s: s.caption([picture])[0]),
         ("detector", lambda s: s.detect([picture])[0]),
         ("ocr", lambda s: s.read([picture])[0]),
+        ("tagger", lambda s: s.tag([picture])[0]),
     ):
         outputs[stage] = _check(report, stage, config, run)
     report.description = describe.compose_description(
-        outputs["captioner"] or "", outputs["detector"] or {}, "", outputs["ocr"] or ""
+        outputs["captioner"] or "",
+        outputs["detector"] or {},
+        "",
+        outputs["ocr"] or "",
+        outputs["tagger"] or [],
     )
     scores = _check(report, "topics", config, lambda s: s.classify([report.description])[0])
     _, report.instruction = from_topic_scores(scores or [], config)

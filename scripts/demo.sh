@@ -2,13 +2,13 @@
 # Set up (if needed), index gallery/ and search it: bash scripts/demo.sh "a bus in the street ."
 #
 # IMGRET_PROFILE picks the models: "cpu" (default; light, real models that run anywhere:
-# YOLOX-Nano counts + all-MiniLM-L6-v2) or "original" (FuseCap + YOLOv8 + tweet-topic +
+# YOLOX-Nano counts + EfficientNet-Lite0 tags + all-MiniLM-L6-v2) or "original" (FuseCap + YOLOv8 + tweet-topic +
 # INSTRUCTOR-large, as the original framework; wants a GPU and the weights, see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 query="${1:-a bus in the street .}"
 profile="${IMGRET_PROFILE:-cpu}"
-bash scripts/setup.sh "minilm,ocr,faiss,serve"
+bash scripts/setup.sh "minilm,ocr,faiss,serve,tagger"
 
 # gallery/ ships empty: seed it with the two real photos that come with ultralytics.
 if [ -z "$(find gallery -type f ! -name README.md -print -quit)" ]; then

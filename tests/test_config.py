@@ -29,6 +29,23 @@ def test_cpu_profile_runs_yolox_nano_from_the_models_folder():
     assert apply_profile("cpu", ocr="rapidocr").ocr == "rapidocr"
 
 
+def test_the_cpu_profile_tags_and_the_original_keeps_its_four_models():
+    from imgret.config import Config, apply_profile
+
+    assert apply_profile("cpu").tagger == "efficientnet-lite0"
+    assert apply_profile("cpu", tagger=None).tagger is None
+    assert apply_profile("original").tagger is None and Config().tagger is None
+
+
+def test_the_tagger_is_keyed_apart_from_the_other_vision_stages():
+    from imgret.config import Config
+
+    plain, tagged = Config(), Config(tagger="efficientnet-lite0", tagger_top_k=3)
+    assert plain.vision_key() == tagged.vision_key()
+    assert plain.tagger_key() == {} and tagged.tagger_key()["tagger_top_k"] == 3
+    assert "tagger_top_k" not in tagged.text_key()
+
+
 def test_unknown_profile_lists_the_known_ones():
     from imgret.config import apply_profile
 

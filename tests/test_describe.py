@@ -132,12 +132,14 @@ def test_description_parts_name_each_sentence_and_join_to_the_description():
         "counts": {"person": 2, "dog": 0},
         "notes": "my trip",
         "text_in_image": "CITY 12",
+        "tags": [("trolleybus", 0.6), ("streetcar", 0.2)],
     }
     parts = describe.description_parts(**fields)
     assert parts == [
         ("caption", "a red bus."),
         ("counts", "two people are in the photo."),
         ("possible", "perhaps also a dog."),
+        ("tags", "it looks like a bus or a tram."),
         ("text", 'the text "CITY 12" is written in the photo.'),
         ("note", "my trip."),
     ]
@@ -145,3 +147,46 @@ def test_description_parts_name_each_sentence_and_join_to_the_description():
     assert set(describe.DESCRIPTION_FIELDS) == set(fields)
     assert describe.description_parts(counts={"cat": 0}) == [("possible", "perhaps a cat.")]
     assert describe.description_parts() == []
+
+
+@pytest.mark.parametrize(
+    ("label", "name"),
+    [
+        ("restaurant", "restaurant"),
+        ("tench, Tinca tinca", "fish"),
+        ("maillot", "swimsuit"),
+        ("passenger car", "train carriage"),
+        ("Granny Smith", "green apple"),
+        ("German shepherd", "german shepherd"),
+        ("great white shark, white shark, man-eater", "great white shark"),
+    ],
+)
+def test_tag_names_read_as_plain_words(label, name):
+    assert describe.tag_name(label) == name
+
+
+def test_the_tag_sentence_is_hedged_and_skips_what_the_counts_already_say():
+    assert describe.tag_sentence(["restaurant"]) == "it looks like a restaurant."
+    assert (
+        describe.tag_sentence(["restaurant", "dining table", "alp"])
+        == "it looks like a restaurant, a dining table or a mountain."
+    )
+    counted = {"refrigerator": 2, "microwave": 0, "oven": 1}
+    assert describe.tag_sentence(["microwave", "refrigerator", "dishwasher"], counted) == (
+        "it looks like a dishwasher."
+    )
+    assert describe.tag_sentence(["refrigerators", "oven"], counted) == ""
+    assert describe.tag_sentence(["streetcar", "streetcar, tram"]) == "it looks like a tram."
+    assert describe.tag_sentence([]) == ""
+
+
+def test_tags_join_the_description_after_the_counts():
+    text = describe.compose_description(
+        counts={"person": 1, "dining table": 1},
+        tags=[("restaurant", 0.64), ("dining table", 0.05), ("grand piano", 0.05)],
+    )
+    assert text == (
+        "one dining table and one person are in the photo. "
+        "it looks like a restaurant or a grand piano."
+    )
+    assert describe.compose_description(tags=[("tripod", 0.96)]) == "it looks like a tripod."

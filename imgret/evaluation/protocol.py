@@ -7,12 +7,13 @@ it), and each configuration's descriptions are composed from the stored captions
 and embedded, so comparing configurations costs text embedding only.
 
 Configurations ("rows") are sets of description parts: ``caption`` (captioner), ``counts``
-(detector), ``text`` (OCR) and ``human``, the oracle. The oracle's description is one human
-caption, given as the image's note: each caption in turn is the description while the
-image's other captions are its queries, and the ranks of all turns are pooled. A perfect
-captioner writes one good sentence, so this is its upper bound, and rotating the caption
-uses every caption as a query equally often, like the other rows (issue 2's hand
-computation is the first turn alone: caption 0 the description, captions 1–4 the queries).
+(detector), ``tags`` (tagger), ``text`` (OCR) and ``human``, the oracle. The oracle's
+description is one human caption, given as the image's note: each caption in turn is the
+description while the image's other captions are its queries, and the ranks of all turns are
+pooled. A perfect captioner writes one good sentence, so this is its upper bound, and
+rotating the caption uses every caption as a query equally often, like the other rows (issue
+2's hand computation is the first turn alone: caption 0 the description, captions 1–4 the
+queries).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from imgret import describe
-from imgret.config import Config
+from imgret.config import VISION_STAGES, Config
 from imgret.encode import TEXT_STAGES, topics_and_instructions
 from imgret.errors import BadInputError
 from imgret.evaluation.datasets import CaptionedDataset, load_dataset
@@ -43,14 +44,15 @@ if TYPE_CHECKING:
     from imgret.index.engines import Engine
 
 DEFAULT_GALLERY_SIZES = (1000, 5000)
-PARTS = ("caption", "counts", "text", "human")
+PARTS = ("caption", "counts", "tags", "text", "human")
 PART_NAMES = {
     "caption": "captioner",
     "counts": "detector counts",
+    "tags": "tagger labels",
     "text": "OCR text",
     "human": "human caption (oracle)",
 }
-_PART_STAGE = {"caption": "captioner", "counts": "detector", "text": "ocr"}
+_PART_STAGE = {"caption": "captioner", "counts": "detector", "tags": "tagger", "text": "ocr"}
 _EMBED_CHUNK = 512
 
 Instructions = Literal["both", "on", "off"]
@@ -191,8 +193,8 @@ def evaluate_dataset(
 ) -> EvaluationReport:
     """Measure text→image recall of ``config`` on a Karpathy split file or COCO caption JSON.
 
-    ``rows`` are "+"-joined parts (``caption``, ``counts``, ``text``, ``human``); by default
-    every combination of the vision stages ``config`` switches on, then the oracle alone and
+    ``rows`` are "+"-joined parts (``caption``, ``counts``, ``tags``, ``text``, ``human``); by
+    default every combination of the vision stages ``config`` switches on, then the oracle alone and
     with them. ``instructions`` "both" runs each row with and without topic instructions
     (without: every text gets the fallback instruction); it needs ``config.topics``.
     ``limit`` keeps the first images of the split, for a quick look. The index of the
@@ -251,7 +253,7 @@ def evaluate_dataset(
         split=dataset.split,
         images=len(kept),
         caption_queries=len(q_text),
-        stages={name: getattr(config, name) for name in ("captioner", "detector", "ocr")}
+        stages={name: getattr(config, name) for name in VISION_STAGES}
         | {"topics": config.topics, "embedder": config.embedder},
         protocol=protocol,
     )
@@ -288,7 +290,7 @@ def evaluate_dataset(
 def parse_rows(rows: Sequence[str] | None, config: Config) -> list[tuple[str, ...]]:
     """Row specs as part tuples in a fixed order; the default rows follow the stages that are on."""
     if rows is None:
-        vision = [p for p in ("caption", "counts", "text") if getattr(config, _PART_STAGE[p])]
+        vision = [p for p in PARTS if p in _PART_STAGE and getattr(config, _PART_STAGE[p])]
         combos = [
             combo
             for size in range(1, len(vision) + 1)
@@ -454,6 +456,7 @@ def _descriptions(
             counts=row.counts if "counts" in spec else None,
             notes=caps[turn] if turn is not None and turn < len(caps) else "",
             text_in_image=row.text_in_image if "text" in spec else "",
+            tags=row.tags if "tags" in spec else (),
         )
         for row, caps in zip(rows, captions, strict=True)
     ]

@@ -109,7 +109,7 @@ def describe_and_embed(
     for row in rows:
         row.notes = notes.get(row.path, "")
         row.description = describe.compose_description(
-            row.caption, row.counts, row.notes, row.text_in_image
+            row.caption, row.counts, row.notes, row.text_in_image, row.tags
         )
     topics, instructions, vectors = encode([r.description for r in rows], stages, config)
     text_key = key_string(config.text_key())

@@ -87,5 +87,8 @@ def test_an_old_index_gains_tags_by_running_only_the_tagger(old_index, tmp_path)
     for path, row in after.items():
         assert row.counts == before[path].counts and row.vision_key == before[path].vision_key
         assert row.tagger_key == key_string(config.tagger_key()) and row.tags
-    kitchen = {label for label, _ in after["000000000802.jpg"].tags}
-    assert {"refrigerator", "microwave"} & kitchen
+    kitchen = after["000000000802.jpg"]
+    assert {"refrigerator", "microwave"} & {label for label, _ in kitchen.tags}
+    assert "it looks like a" in kitchen.description  # re-composed with the tags, re-embedded
+    assert kitchen.text_key == key_string(config.text_key()) != before[kitchen.path].text_key
+    assert "Lisbon" in after["000000000139.jpg"].description  # the note survives
