@@ -10,6 +10,13 @@ image that is not counted.
 
     .venv/bin/python bench/indexing.py --images 12            # ~10 min on 2 cores
     .venv/bin/python bench/indexing.py --images 4 --profile   # where imgret's time goes
+
+``--cpu-profile`` times the ``cpu`` profile's real models instead (YOLOX-Nano from
+../shared/models, EfficientNet-Lite0 tags, all-MiniLM-L6-v2) building an index of the COCO
+sample, with ``--tagger none`` for the profile without its tagger:
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/indexing.py --cpu-profile --images 238
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/indexing.py --cpu-profile --images 238 --tagger none
 """
 
 from __future__ import annotations
@@ -141,16 +148,21 @@ def run_original(models: dict[str, Path], config: Config, images: list[Path], wa
     return result
 
 
+STAGE_METHODS = {
+    "captioner": "caption",
+    "detector": "detect",
+    "tagger": "tag",
+    "topics": "classify",
+    "embedder": "embed",
+}
+
+
 def _time_stages(stages, seconds: dict[str, float], device: str) -> None:
     """Wrap each loaded stage's batch method with a timer (the same objects build_index uses)."""
-    methods = {
-        "captioner": "caption",
-        "detector": "detect",
-        "topics": "classify",
-        "embedder": "embed",
-    }
-    for stage, method in methods.items():
+    for stage, method in STAGE_METHODS.items():
         model = getattr(stages, stage)
+        if model is None:
+            continue
         inner = getattr(model, method)
 
         def timed(items, _inner=inner, _stage=stage):
@@ -235,6 +247,38 @@ def run_imgret(config: Config, images: list[Path], warmup: Path, profile: Path |
     }
 
 
+def run_cpu_profile(tagger: str | None, images: list[Path], warmup: Path, device: str) -> dict:
+    """The cpu profile's real models building an index of ``images``; loading and a warm-up
+    on ``warmup`` are left out, the stages' time is taken inside the build."""
+    from imgret.config import apply_profile
+    from imgret.index.build import build_index
+    from imgret.models.stages import load_stages
+    from tests.support.shared_data import YOLOX_NANO
+
+    config = apply_profile("cpu", detector=str(YOLOX_NANO), tagger=tagger, device=device)
+    start = time.perf_counter()
+    stages = load_stages(config)
+    load = time.perf_counter() - start
+    image = Image.open(warmup).convert("RGB")
+    stages.detector.detect([image])
+    if stages.tagger is not None:
+        stages.tagger.tag([image])
+    stages.embedder.embed([(describe.instruction([]), "a warm-up")])
+    seconds: dict[str, float] = defaultdict(float)
+    _time_stages(stages, seconds, device)
+    with tempfile.TemporaryDirectory(prefix="imgret-bench-") as tmp:
+        gallery = Path(tmp) / "gallery"
+        gallery.mkdir()
+        for path in images:
+            shutil.copy(path, gallery / path.name)
+        start = time.perf_counter()
+        report = build_index(gallery, Path(tmp) / "index", config, progress=False)
+        wall = time.perf_counter() - start
+    if report.new != len(images):
+        raise RuntimeError(f"imgret indexed {report.new} of {len(images)}: {report.summary()}")
+    return {"tagger": tagger, "load_s": load, "wall_s": wall, "stages_s": dict(seconds)}
+
+
 def breakdown(result: dict, n: int) -> str:
     stages = dict(result["stages_s"])
     other = result["wall_s"] - sum(v for k, v in stages.items() if k in STAGE_NAMES)
@@ -256,9 +300,30 @@ def main() -> None:
     parser.add_argument("--skip-original", action="store_true", help="imgret's side only")
     parser.add_argument("--profile", type=Path, nargs="?", const=Path("tmp/indexing-profile.txt"))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--cpu-profile", action="store_true", help="the cpu profile's real models instead"
+    )
+    parser.add_argument(
+        "--tagger", default="efficientnet-lite0", help="the cpu profile's tagger ('none': off)"
+    )
     args = parser.parse_args()
 
     note = busy_note()
+    if args.cpu_profile:
+        paths = coco_images(args.images + 1, fallback=True)
+        tagger = None if args.tagger.lower() == "none" else args.tagger
+        result = run_cpu_profile(tagger, paths[1:], paths[0], args.device)
+        n = len(paths) - 1
+        per_stage = ", ".join(f"{k} {v / n * 1000:.1f}" for k, v in result["stages_s"].items())
+        print(
+            f"cpu profile, tagger {tagger or 'off'}, {n} images: {n / result['wall_s']:.1f} "
+            f"images/s ({result['wall_s']:.1f} s, load {result['load_s']:.1f} s; "
+            f"{per_stage} ms/image); {note}; {json.dumps(machine())}"
+        )
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result | {"machine": machine()}, indent=2))
+        return
     models = real_size_models(args.models)
     paths = coco_images(args.images + 1, fallback=True)
     warmup, images = paths[0], paths[1:]

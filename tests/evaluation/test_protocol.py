@@ -39,6 +39,14 @@ def test_default_rows_follow_the_stages_that_are_on():
     ]
     none = Config(captioner=None, detector=None, topics=None, embedder="e")
     assert parse_rows(None, none) == [("human",)]
+    tagged = Config(captioner=None, detector="d", tagger="t", topics=None, embedder="e")
+    assert parse_rows(None, tagged) == [
+        ("counts",),
+        ("tags",),
+        ("counts", "tags"),
+        ("human",),
+        ("counts", "tags", "human"),
+    ]
     assert parse_rows(["human + counts", "counts+human", "caption"], both) == [
         ("counts", "human"),
         ("caption",),
@@ -49,8 +57,10 @@ def test_rows_that_cannot_run_say_why():
     config = Config(captioner=None, detector="d", topics=None, embedder="e")
     with pytest.raises(ValueError, match="--captioner MODEL"):
         parse_rows(["caption+counts"], config)
-    with pytest.raises(ValueError, match="parts are caption, counts, text, human"):
+    with pytest.raises(ValueError, match="parts are caption, counts, tags, text, human"):
         parse_rows(["objects"], config)
+    with pytest.raises(ValueError, match="--tagger MODEL"):
+        parse_rows(["counts+tags"], config)
     with pytest.raises(ValueError, match="--topics MODEL"):
         instruction_modes("on", config)
     assert instruction_modes("both", config) == [False]
