@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 DEFAULT_INDEX = Path("tmp/index")
 STAGE_HELP = "a hub id, a local folder/file, or 'none' to switch the stage off"
+TAGGER_HELP = (
+    "an image classifier whose labels join the description: efficientnet-lite0 (…lite2), a "
+    "Hugging Face or timm model, an .onnx file with its labels.txt, or 'none'"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +255,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     from imgret.config import STAGES
 
     for stage in STAGES:
-        group.add_argument(f"--{stage}", help=STAGE_HELP)
+        group.add_argument(f"--{stage}", help=TAGGER_HELP if stage == "tagger" else STAGE_HELP)
     group.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     group.add_argument("--models-dir", type=Path, help="local model folders (default models/)")
     group.add_argument(
