@@ -296,6 +296,8 @@ def _timm_preprocessing(timm: Any, net: torch.nn.Module) -> Prepare:
 
 def _timm(model: str, name: str, config: Config) -> ImageTagger:
     timm = _import_timm(model)
+    if not name.startswith("local-dir:"):
+        loading.use_hub(model)
     net = loading.load_or_explain(
         "tagger",
         model,
