@@ -87,12 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="hash every file (finds content changed under the same size and mtime) and "
         "check every stored vector; `imgret info` shows when this was last done",
     )
+    index.add_argument(
+        "--describe-place",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="name where each photo was taken in its description (GPS, extra 'places'; "
+        "default off: place: filters work either way)",
+    )
     index.add_argument("--quiet", action="store_true", help="no progress bar")
     _ray_options(index)
     index.set_defaults(handler=_cmd_index)
 
-    search = commands.add_parser("search", help="rank the indexed images for a text query")
-    search.add_argument("query", help='what to look for, e.g. "a bus in the street"')
+    search = commands.add_parser(
+        "search",
+        help="rank the indexed images for a query (words, exact words, filters)",
+        description="Rank the indexed images for a query.",
+        epilog=_query_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    search.add_argument(
+        "query", help="what to look for, e.g. 'a bus in the street \"london\" -night ext:jpg'"
+    )
     search.add_argument(
         "-k", type=_number(Bound(int, 1)), default=10, help="how many hits (default 10)"
     )
@@ -102,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(Bound(float, -1, 1)),
         default=None,
         help="drop hits scoring lower",
+    )
+    search.add_argument(
+        "--sort",
+        choices=("score", "date"),
+        default="score",
+        help="order of the hits: by score (default), or the top k by date taken, newest first",
     )
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.add_argument(
@@ -231,6 +252,27 @@ def _number(bound: Bound) -> Callable[[str], int | float]:
     return parse
 
 
+def _query_help() -> str:
+    from imgret.retrieval.query import FILTERS
+
+    lines = [
+        "query grammar:",
+        "  free words          ranked by meaning: a bus in the street",
+        '  "exact words"       must also appear in the description, notes, text read in',
+        "                      the image or file name (and are ranked with the free words)",
+        '  -word, -"a phrase"  leave out images whose text contains it',
+        "  name:value          a filter; -name:value keeps what it drops; quote values with",
+        '                      spaces (place:"new york")',
+    ]
+    lines += [f"  {name + ':':<19} {what}" for name, what in FILTERS.items()]
+    lines += [
+        "a query of filters alone lists the matching images in path order (score 0)",
+        "",
+        "example: imgret search 'kids at the beach -\"birthday\" has:person>=2 after:2019'",
+    ]
+    return "\n".join(lines)
+
+
 def _index_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index", type=Path, default=DEFAULT_INDEX, help=f"index folder (default {DEFAULT_INDEX})"
@@ -297,7 +339,8 @@ def config_from_args(args: argparse.Namespace, stored: dict[str, Any] | None = N
     base = dict(stored or {})
     if getattr(args, "profile", None):
         base.update(PROFILES[args.profile])
-    for name in (*STAGES, "device", "batch_size", "models_dir", "max_image_megapixels"):
+    settings = ("device", "batch_size", "models_dir", "max_image_megapixels", "describe_place")
+    for name in (*STAGES, *settings):
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
@@ -344,17 +387,19 @@ def _cmd_search(args: argparse.Namespace) -> int:
     searcher = Searcher(
         args.index, device=args.device, approximate=args.approximate, int8=args.int8
     )
-    hits = searcher.search(args.query, k=args.k, min_score=args.min_score)
+    hits = searcher.search(args.query, k=args.k, min_score=args.min_score, sort=args.sort)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
     else:
         if not hits:
             print("no hits" + (" above --min-score" if args.min_score is not None else ""))
         for hit in hits:
+            facts = "  ".join(f for f in (hit.taken.replace("T", " "), hit.place) if f)
             print(
-                f"{hit.rank:>3}  {hit.score:.3f}  {printable(hit.relpath)}\n"
-                f"       {printable(hit.description)}"
+                f"{hit.rank:>3}  {hit.score:.3f}  {printable(hit.relpath)}"
+                + (f"  ({printable(facts)})" if facts else "")
             )
+            print(f"       {printable(hit.description)}")
     if args.plot and hits:
         from imgret.plot import plot_hits, plot_target
 

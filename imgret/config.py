@@ -152,6 +152,9 @@ class Config:
     """At most this many possible classes per image, the best-scoring first; 0 also switches
     them off."""
     topic_threshold: float = setting(0.2, "topics")
+    describe_place: bool = False
+    """Whether a description names where the photo was taken ("taken in Paris, …", from GPS
+    with the places extra); off by default, since a place is a filter first (place:)."""
     ocr_min_confidence: float = setting(0.5, "ocr")
     tagger_top_k: int = setting(5, "tagger")
     """At most this many labels per image, the most probable first."""
@@ -204,6 +207,9 @@ class Config:
         key = {k: v for stage in TEXT_STAGES for k, v in self.stage_key(stage).items()}
         # The embedder cannot be off, so its settings always count.
         key["embedder_instruction"] = self.embedder_instruction
+        if self.describe_place:
+            # Only when on: indexes made before the setting existed keep their keys.
+            key["describe_place"] = True
         return key | {"template": TEMPLATE_VERSION}
 
     def to_dict(self) -> dict[str, Any]:

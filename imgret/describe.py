@@ -306,11 +306,12 @@ def description_parts(
     notes: str = "",
     text_in_image: str = "",
     tags: Sequence[tuple[str, float]] = (),
+    place: str = "",
 ) -> list[tuple[str, str]]:
     """The description's sentences in order, each named by the part it says: "caption",
     "counts", "possible" (classes the detector was unsure of), "tags" (the image classifier's
-    labels, with their scores as stored), "text" (read in the image), "note" (the user's own
-    words).
+    labels, with their scores as stored), "text" (read in the image), "place" (where it was
+    taken, when asked for), "note" (the user's own words).
 
     The web app shows and scores each part on its own ("why it matched"), and
     :func:`compose_description` joins them, so the two can never disagree. Missing parts are
@@ -329,6 +330,8 @@ def description_parts(
         parts.append(
             ("text", _sentence(f'the text "{text_in_image.strip()}" is written in the photo'))
         )
+    if place.strip():
+        parts.append(("place", _sentence(f"taken in {place.strip()}")))
     parts.append(("note", _sentence(notes)))
     return [(name, text) for name, text in parts if text]
 
@@ -339,16 +342,17 @@ def compose_description(
     notes: str = "",
     text_in_image: str = "",
     tags: Sequence[tuple[str, float]] = (),
+    place: str = "",
 ) -> str:
     """Description = caption + a sentence of counts + the classes the detector was unsure of +
-    the tagger's labels + text read in the image + the user's notes (:func:`description_parts`,
-    joined).
+    the tagger's labels + text read in the image + where it was taken (when asked for) + the
+    user's notes (:func:`description_parts`, joined).
 
     ``counts`` maps a class to its number of boxes at or above the detector's threshold; a
     class counted 0 was seen only below it and is named as possible ("perhaps also a dog").
     Each part is one sentence; missing parts leave no trace (no dangling "is in the photo").
     """
-    parts = description_parts(caption, counts, notes, text_in_image, tags)
+    parts = description_parts(caption, counts, notes, text_in_image, tags, place)
     return " ".join(text for _, text in parts)
 
 

@@ -74,6 +74,26 @@ def test_index_note_search_info_export(small_gallery, tmp_path, capsys):
     assert code == 0 and matrix.shape == (6, 384) and len(paths) == 6
 
 
+def test_search_takes_the_query_grammar(built, capsys):
+    """Words in quotes, exclusions and filters, from the command line (the small gallery:
+    bus.jpg and zidane.jpg at the top, two COCO photos beside them and two in sub/)."""
+    everything = {h["relpath"] for h in hits(capsys, "a photo", "--index", built, "-k", "10")}
+    assert len(everything) == 6
+    assert [h["relpath"] for h in hits(capsys, 'a photo "zidane"', "--index", built)] == [
+        "zidane.jpg"
+    ]
+    found = hits(capsys, "a photo -zidane -bus", "--index", built)
+    assert {h["relpath"] for h in found} == everything - {"zidane.jpg", "bus.jpg"}
+    code, out, err = run(capsys, "search", "--index", built, "--json", "--", "-in:sub a photo")
+    assert code == 0, err
+    outside = {p for p in everything if not p.startswith("sub/")}
+    assert {h["relpath"] for h in json.loads(out)} == outside
+    with pytest.raises(SystemExit) as done:
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "query grammar:" in out and "has:person>=3" in out
+
+
 def test_doctor_runs_every_configured_model_on_one_photo(small_gallery, capsys):
     code, out, err = run(capsys, "doctor", small_gallery / "bus.jpg", *MINILM)
     assert code == 0, out + err
@@ -85,6 +105,8 @@ def test_doctor_runs_every_configured_model_on_one_photo(small_gallery, capsys):
     [
         (["search", "a bus", "--index", "{missing}"], "imgret index"),
         (["search", "a bus", "--index", "{index}", "--int8", "--device", "cuda"], "--device cpu"),
+        (["search", "a bus colour:red", "--index", "{index}"], "filters are has:, tag:"),
+        (["search", "a bus after:2019-13", "--index", "{index}"], "is not a date"),
         (["note", "--index", "{index}"], "--csv FILE"),
         (["index", "{missing}", "--index", "{index}", *MINILM], "is not a folder"),
     ],

@@ -32,6 +32,7 @@ from imgret.images import file_sha256, find_images, printable
 from imgret.index.engines import Engine, InProcessEngine, relpath
 from imgret.index.search_cache import cache_folder, load_search_vectors, remove_generation
 from imgret.index.store import ImageRow, RowState, Skipped, Store, writer_lock
+from imgret.metadata import look_up_places, metadata_key, places_available, read_metadata
 from imgret.models.stages import Stages, load_stages
 
 
@@ -56,6 +57,9 @@ class IndexReport:
     rehashed: bool = False
     """Whether every file was hashed (``rehash``), not only those whose size or mtime changed."""
     unchanged: int = 0
+    metadata: int = 0
+    """Unchanged files whose date, camera and place were read from the file alone (an older
+    index, or the places extra installed since)."""
     removed: int = 0
     renamed: int = 0
     """New paths whose content is a removed row's: they took over its analysis and note."""
@@ -73,6 +77,7 @@ class IndexReport:
             f"{self.unchanged} unchanged, {self.renamed} renamed, {self.removed} removed, "
             f"{len(self.skipped)} skipped"
             + (f", {self.repaired} damaged vector(s) repaired" if self.repaired else "")
+            + (f"; photo metadata read for {self.metadata}" if self.metadata else "")
         ]
         if self.moved_from is not None:
             lines.insert(0, f"the gallery moved from {self.moved_from}: the index follows it")
@@ -97,6 +102,8 @@ class _Plan:
     renamed: list[tuple[str, str, int, int]] = field(default_factory=list)
     """(old path, new path, size, mtime_ns): a file found again under another name."""
     removed: list[str] = field(default_factory=list)
+    metadata: list[str] = field(default_factory=list)
+    """Rows whose metadata is read again from their files (no model runs for it)."""
     gone_skips: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     """The user's notes as the plan read them, for the descriptions."""
@@ -109,13 +116,40 @@ def describe_and_embed(
     for row in rows:
         row.notes = notes.get(row.path, "")
         row.description = describe.compose_description(
-            row.caption, row.counts, row.notes, row.text_in_image, row.tags
+            row.caption,
+            row.counts,
+            row.notes,
+            row.text_in_image,
+            row.tags,
+            place=row.place if config.describe_place else "",
         )
     topics, instructions, vectors = encode([r.description for r in rows], stages, config)
     text_key = key_string(config.text_key())
     for row, topic, instruction, vector in zip(rows, topics, instructions, vectors, strict=True):
         row.topics, row.instruction = topic, instruction
         row.vector, row.embedder, row.text_key = vector, config.embedder, text_key
+
+
+def read_file_metadata(gallery: Path, rows: Sequence[ImageRow], workers: int = 4) -> None:
+    """Fill in the metadata columns of rows from their files' headers (no pixel decoded, no
+    model run): date taken, camera and GPS, and the place there with the places extra."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        found = list(pool.map(lambda row: read_metadata(gallery / row.path), rows))
+    key = metadata_key()
+    for row, facts in zip(rows, found, strict=True):
+        row.taken, row.camera_make, row.camera_model = (
+            facts.taken,
+            facts.camera_make,
+            facts.camera_model,
+        )
+        row.latitude, row.longitude = facts.latitude, facts.longitude
+        row.city = row.region = row.country = ""
+        row.metadata_key = key
+    located = [r for r in rows if r.latitude is not None and r.longitude is not None]
+    if located and places_available():
+        places = look_up_places([(r.latitude, r.longitude) for r in located])  # type: ignore[misc]
+        for row, place in zip(located, places, strict=True):
+            row.city, row.region, row.country = place.city, place.region, place.country
 
 
 def stage_meta(
@@ -178,6 +212,9 @@ def build_index(
             store.delete(plan.removed)
             store.forget_skipped(plan.gone_skips)
             store.update_stats(plan.touched)
+        replaced = _run_metadata(store, gallery, plan.metadata, config, progress)
+        if config.describe_place:
+            plan.text = sorted({*plan.text, *(p for p in replaced if p not in plan.tagging)})
         busy = plan.vision or plan.tagging or plan.text
         stages = load_stages(config, which=TEXT_STAGES) if busy else Stages()
         meta = _meta(store, config, stages)
@@ -359,6 +396,7 @@ def _plan(
     vision_key, text_key = key_string(config.vision_key()), key_string(config.text_key())
     tagger_key = key_string(config.tagger_key())
     misfits = set(store.misfit_vectors(config.embedder))
+    current = metadata_key()
     for key in same:
         state = states[key]
         if state.vision_key != vision_key:
@@ -373,6 +411,11 @@ def _plan(
             report.repaired += 1
         else:
             report.unchanged += 1
+    # The vision stages read a file's metadata anew; the rest read only their headers.
+    plan.metadata = sorted(
+        key for key in same if states[key].metadata_key != current and key not in plan.vision
+    )
+    report.metadata = len(plan.metadata)
     plan.vision = dict(sorted(plan.vision.items()))
     plan.tagging.sort()
     plan.text.sort()
@@ -432,6 +475,7 @@ def _run_vision(
             revisions |= batch.revisions
             meta["stages"] = stage_meta(config, revisions, previous)
         if batch.rows:
+            read_file_metadata(gallery, batch.rows, config.decode_workers)
             describe_and_embed(batch.rows, plan.notes, stages, config)
         with store.transaction():
             store.upsert(batch.rows)
@@ -508,6 +552,26 @@ def _describe_and_commit(
     report.retagged += len(rows)
     report.skipped += [(s.path, s.reason) for s in skipped]
     bar.update(len(rows) + len(skipped))
+
+
+def _run_metadata(
+    store: Store, gallery: Path, paths: Sequence[str], config: Config, progress: bool
+) -> list[str]:
+    """Read the metadata of stored rows from their files; returns the paths whose place
+    changed (their descriptions change too where places are described)."""
+    changed: list[str] = []
+    step = 512
+    with tqdm(
+        total=len(paths), unit="image", desc="reading photo metadata", disable=not progress
+    ) as bar:
+        for start in range(0, len(paths), step):
+            rows = store.rows(paths[start : start + step])
+            before = {row.path: row.place for row in rows}
+            read_file_metadata(gallery, rows, config.decode_workers)
+            store.update_metadata(rows)
+            changed += [row.path for row in rows if row.place != before[row.path]]
+            bar.update(len(rows))
+    return changed
 
 
 def _run_text(

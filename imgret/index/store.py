@@ -8,6 +8,8 @@ writer, and no pickle is ever loaded. Vectors are stored as float32 bytes, L2-no
 Tables: ``images`` (one row per indexed image), ``notes`` (the user's notes, keyed by path so
 they exist before an image is indexed and survive re-indexing), ``skipped`` (bad files with
 the size/mtime they had, so they are not retried until they change) and ``meta``.
+``images_text`` is a full-text index (SQLite's FTS5) of each row's words, kept in step by
+triggers on ``images``, so every write path keeps it current without knowing it exists.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from imgret.errors import (
     IndexWriteError,
 )
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """The layout this release writes; older indexes climb :data:`_LADDER` to it when opened."""
 DB_NAME = "index.sqlite3"
 LOCK_NAME = "index.lock"
@@ -86,6 +88,23 @@ class ImageRow:
     tagger_key: str = column("TEXT NOT NULL DEFAULT '{}'", since=3, default="{}")
     """The tagger settings the tags come from; "{}" while the tagger is off, which is also
     what rows made before the tagger existed hold, so switching it on re-runs it alone."""
+    # Format 4: what the file itself says (imgret.metadata), read without any model.
+    taken: str = column("TEXT NOT NULL DEFAULT ''", since=4, default="")
+    """Date taken, ISO ``YYYY-MM-DDTHH:MM:SS`` (EXIF, the camera's clock); "" when unknown."""
+    camera_make: str = column("TEXT NOT NULL DEFAULT ''", since=4, default="")
+    camera_model: str = column("TEXT NOT NULL DEFAULT ''", since=4, default="")
+    latitude: float | None = column("REAL DEFAULT NULL", since=4, default=None)
+    longitude: float | None = column("REAL DEFAULT NULL", since=4, default=None)
+    city: str = column("TEXT NOT NULL DEFAULT ''", since=4, default="")
+    region: str = column("TEXT NOT NULL DEFAULT ''", since=4, default="")
+    country: str = column("TEXT NOT NULL DEFAULT ''", since=4, default="")
+    metadata_key: str = column("TEXT NOT NULL DEFAULT ''", since=4, default="")
+    """:func:`imgret.metadata.metadata_key` of the reading; another key reads the file again."""
+
+    @property
+    def place(self) -> str:
+        """ "Paris, Île-de-France, France", or "" without GPS (or without the places extra)."""
+        return ", ".join(dict.fromkeys(p for p in (self.city, self.region, self.country) if p))
 
     def to_sql(self) -> dict[str, Any]:
         """Column name → SQL value, for statements with named placeholders."""
@@ -120,6 +139,18 @@ class ImageRow:
 
 
 _COLUMNS = tuple(f.name for f in fields(ImageRow))
+METADATA_COLUMNS = (
+    "taken",
+    "camera_make",
+    "camera_model",
+    "latitude",
+    "longitude",
+    "city",
+    "region",
+    "country",
+    "metadata_key",
+)
+"""The columns read from the file itself (imgret.metadata), updated without a model run."""
 
 _OTHER_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -132,12 +163,59 @@ CREATE TABLE IF NOT EXISTS skipped (
 );
 """
 
+TEXT_TABLE = "images_text"
+"""The FTS5 table of each row's words; its rowid is the row's rowid in ``images``."""
+TEXT_COLUMNS = ("path", "description", "notes", "text_in_image")
+"""What "exact words" and exclusions are matched against: the file's path and name, the
+description, the person's notes and the text read in the image."""
+PLACE_COLUMN = "place"
+"""The FTS5 column of the place names (city, region, country), which ``place:`` matches."""
+
+
+def _full_text(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The full-text table, the triggers that keep it in step, and its backfill; each may
+    run again on a complete index (a build repairing a damaged one runs them all)."""
+    places = ("city", "region", "country")
+
+    def values(row: str) -> str:
+        return ", ".join(
+            [f"{row}{c}" for c in columns] + [" || ', ' || ".join(row + p for p in places)]
+        )
+
+    listed = ", ".join([*columns, PLACE_COLUMN])
+    insert = f"INSERT INTO {TEXT_TABLE} (rowid, {listed})"
+    return (
+        # unicode61 folds case and (with remove_diacritics 2) accents: "cafe" finds "Café".
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {TEXT_TABLE} USING fts5({listed}, "
+        "tokenize = 'unicode61 remove_diacritics 2')",
+        f"CREATE TRIGGER IF NOT EXISTS {TEXT_TABLE}_insert AFTER INSERT ON images BEGIN "
+        f"{insert} VALUES (new.rowid, {values('new.')}); END",
+        # INSERT OR REPLACE deletes the old row first: with recursive_triggers on
+        # (Store._prepare) that fires this trigger too, as SQLite documents.
+        f"CREATE TRIGGER IF NOT EXISTS {TEXT_TABLE}_delete AFTER DELETE ON images BEGIN "
+        f"DELETE FROM {TEXT_TABLE} WHERE rowid = old.rowid; END",
+        f"CREATE TRIGGER IF NOT EXISTS {TEXT_TABLE}_update "
+        f"AFTER UPDATE OF {', '.join([*columns, *places])} ON images "
+        f"BEGIN DELETE FROM {TEXT_TABLE} WHERE rowid = old.rowid; "
+        f"{insert} VALUES (new.rowid, {values('new.')}); END",
+        f"{insert} SELECT rowid, {values('')} FROM images "
+        f"WHERE rowid NOT IN (SELECT rowid FROM {TEXT_TABLE})",
+    )
+
+
+_FULL_TEXT = _full_text(TEXT_COLUMNS)
+
 _LADDER: tuple[tuple[int, tuple[str, ...]], ...] = (
     # 2: renamed and moved files are recognised by their content hash, which a full scan of
     # the table would make slow on large galleries.
     (2, ("CREATE INDEX IF NOT EXISTS images_by_hash ON images (sha256)",)),
     # 3: the tagger's labels and the key of the settings that made them.
     (3, ()),
+    # 4: "exact words", -exclusions and place: in queries, from a full-text index of the rows
+    # that exist (backfilled here) and of every later write (triggers); photo metadata (the
+    # columns with since=4, filled by the next build from the files' headers, no model run),
+    # whose date filters and --sort date read through an index.
+    (4, (*_FULL_TEXT, "CREATE INDEX IF NOT EXISTS images_by_taken ON images (taken)")),
 )
 """Each step: the format it reaches and its statements. The columns a step adds are the
 :class:`ImageRow` fields with that ``since``, added from their own definitions."""
@@ -176,6 +254,7 @@ class RowState:
     vision_key: str
     text_key: str
     tagger_key: str
+    metadata_key: str
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> RowState:
@@ -465,6 +544,8 @@ class Store:
     def _prepare(self, create: bool) -> None:
         self._db.execute("PRAGMA busy_timeout = 30000")
         self._db.execute("PRAGMA synchronous = NORMAL")
+        # A REPLACE of a row fires its delete trigger only so (the full-text index).
+        self._db.execute("PRAGMA recursive_triggers = ON")
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         if not tables:
             if not create:
@@ -689,6 +770,21 @@ class Store:
         return self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
     @_explained
+    def columns(self) -> frozenset[str]:
+        """The columns of ``images`` in this index (an older index may lack newer ones)."""
+        return frozenset(r[1] for r in self._db.execute("PRAGMA table_info(images)"))
+
+    @_explained
+    def paths_where(
+        self, condition: str, args: Iterable[Any] = (), *, newest_first: bool = False
+    ) -> list[str]:
+        """Paths of the rows that meet an SQL condition on ``images`` (the query filters'),
+        by path, or by date taken, newest first (undated last, then by path)."""
+        order = " ORDER BY taken = '', taken DESC, path" if newest_first else ""
+        query = f"SELECT path FROM images WHERE {condition}{order}"
+        return [r[0] for r in self._db.execute(query, tuple(args))]
+
+    @_explained
     def upsert(self, rows: Iterable[ImageRow]) -> None:
         """Insert or replace rows, all in one transaction; a row also clears its skip mark."""
         values = [row.to_sql() for row in rows]
@@ -701,6 +797,17 @@ class Store:
             self._db.executemany("DELETE FROM skipped WHERE path = :path", values)
             if values:
                 self._vectors_changed()
+
+    @_explained
+    def update_metadata(self, rows: Iterable[ImageRow]) -> None:
+        """Store the metadata columns of rows (read from their files); nothing else changes."""
+        names = METADATA_COLUMNS
+        assignments = ", ".join(f"{name} = :{name}" for name in names)
+        with self.transaction():
+            self._db.executemany(
+                f"UPDATE images SET {assignments} WHERE path = :path",
+                [{name: getattr(row, name) for name in ["path", *names]} for row in rows],
+            )
 
     @_explained
     def update_stats(self, stats: Iterable[tuple[str, int, int]]) -> None:

@@ -22,6 +22,9 @@ import numpy as np
 
 from imgret.errors import BadInputError, MissingPackageError
 
+GATHER_SHARE = 4
+"""A filter that keeps under 1/4 of the rows has them copied out and scored; a broader one
+scans every row and leaves the others out (bench/filtered_search.py)."""
 CHUNK_BYTES = 256 << 20
 """Bytes of stored vectors (and at most of scores) per step: few steps, since each one costs a
 round of thread start-up in BLAS, and a [q, chunk] score buffer that stays small."""
@@ -88,6 +91,36 @@ class _StoredVectors:
         _check_k(k)
         return _as_queries(queries, self.dimension), min(k, len(self))
 
+    def _exact_among(
+        self, queries: np.ndarray, k: int, among: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top k of the rows ``among`` (sorted ids), every one of them scored."""
+        k = min(k, len(among))
+        if k == 0:
+            return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        if len(among) * GATHER_SHARE < len(self):
+            # A selective filter: copying its rows out is cheaper than scanning them all.
+            scores = (self.vectors[among] @ queries.T).T
+            return _best(scores, np.broadcast_to(among, scores.shape), k)
+        # A broad one: one scan of every row (as unfiltered search), the others left out.
+        outside = np.ones(len(self), dtype=bool)
+        outside[among] = False
+        best_scores = np.empty((len(queries), 0), dtype=np.float32)
+        best_ids = np.empty((len(queries), 0), dtype=np.int64)
+        rows = CHUNK_BYTES // (4 * max(1, self.dimension))
+        step = max(k, min(rows, (CHUNK_BYTES // 4) // max(1, len(queries))))
+        for start in range(0, len(self), step):
+            scores = (self.vectors[start : start + step] @ queries.T).T
+            scores[:, outside[start : start + step]] = -np.inf
+            ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+            chunk = _best(scores, ids, k)
+            best_scores, best_ids = _best(
+                np.concatenate([best_scores, chunk[0]], axis=1),
+                np.concatenate([best_ids, chunk[1]], axis=1),
+                k,
+            )
+        return best_scores, best_ids
+
 
 class ExactIndex(_StoredVectors):
     """Every stored vector scored against every query: recall 1, cost linear in the vectors."""
@@ -96,8 +129,14 @@ class ExactIndex(_StoredVectors):
         super().__init__(vectors)
         self.chunk_rows = chunk_rows or max(1, CHUNK_BYTES // (4 * max(1, vectors.shape[1])))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best rows per query, best first; ``among`` (sorted row ids) limits the rows
+        ranked, and the result is still exactly their top k."""
         queries, k = self._checked(queries, k)
+        if among is not None:
+            return self._exact_among(queries, k, among)
         best_scores = np.empty((len(queries), 0), dtype=np.float32)
         best_ids = np.empty((len(queries), 0), dtype=np.int64)
         # Fewer rows per step when many queries come at once keeps the score buffer bounded.
@@ -161,14 +200,27 @@ class SignCodeIndex(_StoredVectors):
         codes = sign_codes(self.vectors) if codes is None else codes
         if len(codes) != len(self.vectors):
             raise ValueError(f"{len(codes)} sign codes for {len(self.vectors)} vectors")
+        self.codes = codes
         self.index = _faiss().IndexBinaryFlat(codes.shape[1] * 8)
         self.index.add(np.ascontiguousarray(codes))
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`ExactIndex.search`, among each query's candidates."""
+    def search(
+        self, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`ExactIndex.search`, among each query's candidates.
+
+        With ``among`` (sorted row ids, a filter's), candidates come from those rows only, so a
+        selective filter still fills its k hits: one that keeps no more rows than there are
+        candidates is ranked exactly, a broader one by the Hamming distances of its own codes.
+        """
         queries, k = self._checked(queries, k)
         wanted = min(len(self), max(self.candidates, 10 * k))
-        _, candidates = self.index.search(sign_codes(queries), wanted)
+        if among is not None and len(among) <= wanted:
+            return self._exact_among(queries, k, among)
+        if among is None:
+            _, candidates = self.index.search(sign_codes(queries), wanted)
+        else:
+            candidates = _nearest_codes(self.codes[among], sign_codes(queries), wanted, among)
         scores, ids = [], []
         for query, rows in zip(queries, candidates, strict=True):
             # Sorted rows read a memory-mapped matrix front to back.
@@ -177,6 +229,17 @@ class SignCodeIndex(_StoredVectors):
             scores.append(best[0][0])
             ids.append(best[1][0])
         return np.stack(scores).astype(np.float32, copy=False), np.stack(ids)
+
+
+def _nearest_codes(
+    codes: np.ndarray, queries: np.ndarray, wanted: int, ids: np.ndarray
+) -> np.ndarray:
+    """Per query code, the ``ids`` of the ``wanted`` codes nearest in Hamming distance."""
+    rows = []
+    for query in queries:
+        distances = np.bitwise_count(codes ^ query).sum(axis=1, dtype=np.int32)
+        rows.append(ids[np.argpartition(distances, wanted - 1)[:wanted]])
+    return np.stack(rows)
 
 
 def neighbour_recall(found: np.ndarray, truth: np.ndarray) -> float:

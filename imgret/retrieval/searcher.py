@@ -1,4 +1,8 @@
-"""Text query → images ranked by cosine similarity, each hit with the description behind it.
+"""Query → images ranked by cosine similarity, each hit with the description behind it.
+
+A query string follows the grammar of :mod:`imgret.retrieval.query`: its filters, exact words
+and exclusions pick the candidates inside SQLite (:mod:`imgret.retrieval.candidates`), and
+its free words are ranked among them only.
 
 The query gets its instruction from the topic classifier exactly as descriptions did, and is
 embedded by the same embedder the index was built with (the configuration stored in the
@@ -24,7 +28,9 @@ from imgret.index.search_cache import load_search_vectors
 from imgret.index.store import ImageRow, Store, damaged_message
 from imgret.models.int8 import int8_text_stages
 from imgret.models.stages import Stages, load_stages
+from imgret.retrieval.candidates import condition
 from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, sign_codes
+from imgret.retrieval.query import Query, parse_query
 
 QUERY_MEMORY = 256
 """How many recent queries a Searcher keeps encoded."""
@@ -44,6 +50,10 @@ class Hit:
     topics: list[tuple[str, float]]
     notes: str
     instruction: str
+    taken: str = ""
+    """Date taken (ISO, from EXIF), "" when unknown."""
+    camera: str = ""
+    place: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -114,6 +124,7 @@ class Searcher:
         if loaded.damaged:
             # Left out, never ranked: a garbage vector once scored 5e18 at rank 1.
             warnings.warn(damaged_message(self.index_dir, loaded.damaged), stacklevel=2)
+        self._positions: dict[str, int] | None = None
         if not self.relpaths:
             raise EmptyIndexError(self._empty_message(self.config.embedder, loaded.total))
         unembedded = loaded.total - len(self.relpaths) - len(loaded.damaged)
@@ -177,20 +188,74 @@ class Searcher:
             )
         return instructions, vectors
 
-    def search(self, query: str, k: int = 10, min_score: float | None = None) -> list[Hit]:
-        """The ``k`` images closest to ``query``, best first; ``min_score`` drops weaker hits."""
-        return self.search_many([query], k, min_score)[0]
+    def search(
+        self,
+        query: str | Query,
+        k: int = 10,
+        min_score: float | None = None,
+        *,
+        sort: str = "score",
+    ) -> list[Hit]:
+        """The ``k`` images closest to ``query``, best first; ``min_score`` drops weaker hits.
+
+        ``query`` is a string in the query grammar (or one parsed by
+        :func:`~imgret.retrieval.query.parse_query`). ``sort="date"`` orders those hits by
+        date taken, newest first (undated last). A query of filters alone is not ranked: its
+        images come in path order (newest first with ``sort="date"``), with a score of 0.
+        """
+        return self.search_many([query], k, min_score, sort=sort)[0]
 
     def search_many(
-        self, queries: list[str], k: int = 10, min_score: float | None = None
+        self,
+        queries: list[str | Query] | list[str],
+        k: int = 10,
+        min_score: float | None = None,
+        *,
+        sort: str = "score",
     ) -> list[list[Hit]]:
         """Hits for many queries at once (one batch through the topic model and embedder)."""
         if k < 1:
             raise BadInputError(f"k must be at least 1 (got {k})")
-        if not queries:
-            return []
-        _, vectors = self.embed_queries(list(queries))
-        return self.search_vectors(vectors, k, min_score)
+        if sort not in SORTS:
+            raise BadInputError(f"cannot sort by {sort!r}; sort by {' or '.join(SORTS)}")
+        parsed = [q if isinstance(q, Query) else parse_query(q) for q in queries]
+        for query in parsed:
+            if not query.text and not query.constrained:
+                raise BadInputError("a query is empty; describe what to look for in words")
+        among = [self.candidates(q) if q.constrained and q.text else None for q in parsed]
+        ranked: list[list[tuple[int, float]]] = [[] for _ in parsed]
+        worded = [i for i, q in enumerate(parsed) if q.text]
+        if worded:
+            _, vectors = self.embed_queries([parsed[i].text for i in worded])
+            free = [j for j, i in enumerate(worded) if among[i] is None]
+            if free:
+                # Unconstrained queries go through the index together, as before the grammar.
+                found = self.vectors.search(vectors[free], k)
+                for j, scores, ids in zip(free, *found, strict=True):
+                    ranked[worded[j]] = _kept(ids, scores, min_score)
+            for j, i in enumerate(worded):
+                rows = among[i]
+                if rows is not None:
+                    scores, ids = self.vectors.search(vectors[j], k, among=rows)
+                    ranked[i] = _kept(ids[0], scores[0], min_score)
+        for i, query in enumerate(parsed):
+            if not query.text and (min_score is None or min_score <= 0):
+                listed = self.candidates(query, newest_first=sort == "date")
+                ranked[i] = [(int(row), 0.0) for row in listed[:k]]
+        results = self._hits(ranked)
+        return [_by_date(hits) for hits in results] if sort == "date" else results
+
+    def candidates(self, query: Query, *, newest_first: bool = False) -> np.ndarray:
+        """The rows of the vectors that meet the query's filters, words and exclusions, in
+        row order (which is path order), or by date taken, newest first."""
+        if self._positions is None:
+            self._positions = {path: i for i, path in enumerate(self.relpaths)}
+        with Store.open(self.index_dir, readonly=True) as store:
+            where, args = condition(query, store.columns())
+            paths = store.paths_where(where, args, newest_first=newest_first)
+        positions = self._positions
+        rows = np.fromiter((positions[p] for p in paths if p in positions), dtype=np.int64)
+        return rows if newest_first else np.sort(rows)
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 10, min_score: float | None = None
@@ -200,15 +265,8 @@ class Searcher:
         if k < 1:
             raise BadInputError(f"k must be at least 1 (got {k})")
         scores, ids = self.vectors.search(np.atleast_2d(vectors).astype(np.float32), k)
-        ranked = [
-            [
-                (int(i), float(score))
-                for i, score in zip(row_ids, row_scores, strict=True)
-                if i >= 0 and (min_score is None or score >= min_score)
-            ]
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
-        return self._hits(ranked)
+        found = zip(ids, scores, strict=True)
+        return self._hits([_kept(row_ids, row_scores, min_score) for row_ids, row_scores in found])
 
     def _hits(self, ranked: list[list[tuple[int, float]]]) -> list[list[Hit]]:
         wanted = {self.relpaths[i] for hits in ranked for i, _ in hits}
@@ -226,6 +284,24 @@ class Searcher:
         return results
 
 
+SORTS = ("score", "date")
+
+
+def _by_date(hits: list[Hit]) -> list[Hit]:
+    """Newest first, undated last; equal dates keep their order by score; ranks renumbered."""
+    dated = sorted((h for h in hits if h.taken), key=lambda h: h.taken, reverse=True)
+    ordered = dated + [h for h in hits if not h.taken]
+    return [dataclasses.replace(h, rank=rank) for rank, h in enumerate(ordered, start=1)]
+
+
+def _kept(ids: np.ndarray, scores: np.ndarray, min_score: float | None) -> list[tuple[int, float]]:
+    return [
+        (int(i), float(score))
+        for i, score in zip(ids, scores, strict=True)
+        if i >= 0 and (min_score is None or score >= min_score)
+    ]
+
+
 def hit_from_row(row: ImageRow, gallery: Path, rank: int, score: float) -> Hit:
     """A stored row as a hit at ``rank`` with ``score`` (the web app's updated hit, too)."""
     return Hit(
@@ -239,15 +315,25 @@ def hit_from_row(row: ImageRow, gallery: Path, rank: int, score: float) -> Hit:
         topics=row.topics,
         notes=row.notes,
         instruction=row.instruction,
+        taken=row.taken,
+        camera=_camera(row.camera_make, row.camera_model),
+        place=row.place,
     )
+
+
+def _camera(make: str, model: str) -> str:
+    """ "Canon EOS 5D", not "Canon Canon EOS 5D": models often repeat the make."""
+    return model if model.lower().startswith(make.lower()) else f"{make} {model}".strip()
 
 
 def search(
     index_dir: Path | str,
-    query: str,
+    query: str | Query,
     k: int = 10,
     min_score: float | None = None,
     config: Config | None = None,
+    *,
+    sort: str = "score",
 ) -> list[Hit]:
     """One-off search; load a :class:`Searcher` once to run many queries."""
-    return Searcher(index_dir, config).search(query, k, min_score)
+    return Searcher(index_dir, config).search(query, k, min_score, sort=sort)

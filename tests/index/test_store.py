@@ -19,7 +19,15 @@ from imgret.errors import (
 )
 from imgret.index.export import export_arrays
 from imgret.index.info import index_info
-from imgret.index.store import DB_NAME, FORMAT_VERSION, ImageRow, Skipped, Store, writer_lock
+from imgret.index.store import (
+    DB_NAME,
+    FORMAT_VERSION,
+    TEXT_TABLE,
+    ImageRow,
+    Skipped,
+    Store,
+    writer_lock,
+)
 from tests.support.rows import stored_row
 
 
@@ -206,3 +214,28 @@ def test_vectors_generation_changes_only_when_vectors_or_paths_do(store):
     assert changed()
     store.mark_skipped([Skipped("b.jpg", 1, 2, "broken")])
     assert changed()
+
+
+def test_the_full_text_index_follows_upserts_replacements_skips_and_deletes(store):
+    def matching(phrase: str) -> list[str]:
+        where = f"rowid IN (SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH ?)"
+        return sorted(store.paths_where(where, [f'"{phrase}"']))
+
+    first, second = stored_row("trip/a.jpg", 1), stored_row("b.jpg", 2)
+    first.description, second.notes = "a red bus in London", "Café by the sea"
+    store.upsert([first, second])
+    assert matching("red bus") == ["trip/a.jpg"]
+    assert matching("cafe") == matching("CAFÉ") == ["b.jpg"]
+    assert matching("trip") == ["trip/a.jpg"]  # the path is text too
+    assert matching("stop") == ["b.jpg", "trip/a.jpg"]  # text read in the image
+    first.description = "a green tram"
+    store.upsert([first])  # INSERT OR REPLACE: the old words must go with the old row
+    assert (matching("red bus"), matching("green tram")) == ([], ["trip/a.jpg"])
+    with store.transaction():
+        store._db.execute("UPDATE images SET notes = 'night train' WHERE path = 'b.jpg'")
+    assert (matching("night train"), matching("cafe")) == (["b.jpg"], [])
+    store.mark_skipped([Skipped("b.jpg", 1, 2, "corrupt")])
+    store.delete(["trip/a.jpg"])
+    assert matching("stop") == []
+    (count,) = store._db.execute(f"SELECT COUNT(*) FROM {TEXT_TABLE}").fetchone()
+    assert count == 0

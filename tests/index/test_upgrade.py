@@ -92,3 +92,13 @@ def test_an_old_index_gains_tags_by_running_only_the_tagger(old_index, tmp_path)
     assert "it looks like a" in kitchen.description  # re-composed with the tags, re-embedded
     assert kitchen.text_key == key_string(config.text_key()) != before[kitchen.path].text_key
     assert "Lisbon" in after["000000000139.jpg"].description  # the note survives
+
+
+def test_the_upgrade_fills_the_full_text_index_from_the_stored_rows(old_index):
+    searcher = Searcher(old_index, device="cpu")
+    assert [h.relpath for h in searcher.search('a kitchen "lisbon"', k=3)] == ["000000000139.jpg"]
+    assert [h.relpath for h in searcher.search('"000000000790"', k=3)] == ["000000000790.jpg"]
+    assert {h.relpath for h in searcher.search("a kitchen -refrigerators", k=3)} == {
+        "000000000139.jpg",
+        "000000000790.jpg",
+    }
