@@ -106,7 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     search.add_argument(
-        "query", help="what to look for, e.g. 'a bus in the street \"london\" -night ext:jpg'"
+        "query",
+        nargs="?",
+        default="",
+        help="what to look for, e.g. 'a bus in the street \"london\" -night ext:jpg'",
+    )
+    search.add_argument(
+        "--image",
+        type=Path,
+        metavar="PHOTO",
+        help="search by a photo, described by the index's own vision stages; the query's "
+        "words and filters are added to it",
     )
     search.add_argument(
         "-k", type=_number(Bound(int, 1)), default=10, help="how many hits (default 10)"
@@ -181,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _wait_option(check)
     check.set_defaults(handler=_cmd_check)
+
+    duplicates = commands.add_parser(
+        "duplicates", help="groups of exact (same bytes) and near (described alike) duplicates"
+    )
+    _index_option(duplicates)
+    duplicates.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="cosine from which two photos are near duplicates (default 0.98; 1 keeps only "
+        "photos described identically)",
+    )
+    duplicates.add_argument("--json", action="store_true", help="print the groups as JSON")
+    duplicates.set_defaults(handler=_cmd_duplicates)
 
     info = commands.add_parser("info", help="what is in an index")
     _index_option(info)
@@ -387,7 +412,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     searcher = Searcher(
         args.index, device=args.device, approximate=args.approximate, int8=args.int8
     )
-    hits = searcher.search(args.query, k=args.k, min_score=args.min_score, sort=args.sort)
+    if not args.query.strip() and args.image is None:
+        raise BadInputError('give a query ("a bus in the street") or --image PHOTO')
+    hits = searcher.search(
+        args.query, k=args.k, min_score=args.min_score, sort=args.sort, image=args.image
+    )
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2, ensure_ascii=False))
     else:
@@ -404,7 +433,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         from imgret.plot import plot_hits, plot_target
 
         target = plot_target(args.plot)
-        plot_hits(hits, target, query=args.query)
+        title = args.query or (f"like {args.image.name}" if args.image else "")
+        plot_hits(hits, target, query=title)
         print(f"saved a grid of the hits to {target}", file=sys.stderr)
     return 0
 
@@ -444,6 +474,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
     report = check_index(args.index, repair=args.repair, wait=args.wait, progress=True)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _cmd_duplicates(args: argparse.Namespace) -> int:
+    from imgret.images import printable
+    from imgret.retrieval.duplicates import DEFAULT_THRESHOLD, find_duplicates
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    groups = find_duplicates(args.index, threshold, progress=not args.json)
+    if args.json:
+        print(json.dumps([g.to_dict() for g in groups], indent=2, ensure_ascii=False))
+        return 0
+    if not groups:
+        print(f"no duplicates (near: cosine {threshold:g} and above)")
+    for group in groups:
+        print(f"{group.kind}  {len(group.paths)} files  (similarity {group.similarity:.3f})")
+        for path in group.paths:
+            print(f"  {printable(path)}")
+    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -106,6 +106,12 @@ def test_doctor_runs_every_configured_model_on_one_photo(small_gallery, capsys):
         (["search", "a bus", "--index", "{missing}"], "imgret index"),
         (["search", "a bus", "--index", "{index}", "--int8", "--device", "cuda"], "--device cpu"),
         (["search", "a bus colour:red", "--index", "{index}"], "filters are has:, tag:"),
+        (["search", "--index", "{index}"], "or --image PHOTO"),
+        (
+            ["search", "--image", "{index}/../gallery/bus.jpg", "--index", "{index}"],
+            "without vision",
+        ),
+        (["duplicates", "--index", "{index}", "--threshold", "2"], "at most 1"),
         (["search", "a bus after:2019-13", "--index", "{index}"], "is not a date"),
         (["note", "--index", "{index}"], "--csv FILE"),
         (["index", "{missing}", "--index", "{index}", *MINILM], "is not a folder"),

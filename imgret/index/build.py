@@ -24,12 +24,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from imgret import describe
 from imgret.config import KEYED_APART, STAGES, VISION_STAGES, Config, key_string
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileError
 from imgret.images import file_sha256, find_images, printable
-from imgret.index.engines import Engine, InProcessEngine, relpath
+from imgret.index.engines import Engine, InProcessEngine, relpath, row_description
 from imgret.index.search_cache import cache_folder, load_search_vectors, remove_generation
 from imgret.index.store import ImageRow, RowState, Skipped, Store, writer_lock
 from imgret.metadata import look_up_places, metadata_key, places_available, read_metadata
@@ -115,14 +114,7 @@ def describe_and_embed(
     """Fill in notes, description, topics, instruction and vector of rows, in place."""
     for row in rows:
         row.notes = notes.get(row.path, "")
-        row.description = describe.compose_description(
-            row.caption,
-            row.counts,
-            row.notes,
-            row.text_in_image,
-            row.tags,
-            place=row.place if config.describe_place else "",
-        )
+        row.description = row_description(row, config)
     topics, instructions, vectors = encode([r.description for r in rows], stages, config)
     text_key = key_string(config.text_key())
     for row, topic, instruction, vector in zip(rows, topics, instructions, vectors, strict=True):

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from imgret import describe
 from imgret.config import KEYED_APART, VISION_STAGES, Config, key_string
 from imgret.images import decode_batches
 from imgret.index.store import ImageRow, Skipped
@@ -150,6 +151,19 @@ def vision_row(facts: FileFacts, outputs: Mapping[str, Any], keys: Mapping[str, 
         width=facts.width,
         height=facts.height,
         **values,
+    )
+
+
+def row_description(row: ImageRow, config: Config) -> str:
+    """The description of a row as the build stores it: from its vision fields, tags, notes
+    and (when asked for) place. Query by image describes its photo with this very function."""
+    return describe.compose_description(
+        row.caption,
+        row.counts,
+        row.notes,
+        row.text_in_image,
+        row.tags,
+        place=row.place if config.describe_place else "",
     )
 
 

@@ -41,7 +41,7 @@ from imgret.errors import (
     IndexWriteError,
 )
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """The layout this release writes; older indexes climb :data:`_LADDER` to it when opened."""
 DB_NAME = "index.sqlite3"
 LOCK_NAME = "index.lock"
@@ -205,6 +205,29 @@ def _full_text(columns: tuple[str, ...]) -> tuple[str, ...]:
 
 _FULL_TEXT = _full_text(TEXT_COLUMNS)
 
+COUNTS_TABLE = "image_counts"
+"""One row per (image rowid, class, count) the detector counted (a count of 0, its "perhaps",
+is left out), the class in lower case: what ``has:`` looks up by its index."""
+_COUNTED = (
+    f"INSERT INTO {COUNTS_TABLE} (image, label, count) SELECT new.rowid, lower(c.key), "
+    "c.value FROM json_each(new.counts) AS c WHERE c.value >= 1"
+)
+_COUNTS_TABLE = (
+    f"CREATE TABLE IF NOT EXISTS {COUNTS_TABLE} "
+    "(image INTEGER NOT NULL, label TEXT NOT NULL, count INTEGER NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS {COUNTS_TABLE}_by_label ON {COUNTS_TABLE} (label, count, image)",
+    f"CREATE INDEX IF NOT EXISTS {COUNTS_TABLE}_by_image ON {COUNTS_TABLE} (image)",
+    f"CREATE TRIGGER IF NOT EXISTS {COUNTS_TABLE}_insert AFTER INSERT ON images "
+    f"BEGIN {_COUNTED}; END",
+    f"CREATE TRIGGER IF NOT EXISTS {COUNTS_TABLE}_delete AFTER DELETE ON images "
+    f"BEGIN DELETE FROM {COUNTS_TABLE} WHERE image = old.rowid; END",
+    f"CREATE TRIGGER IF NOT EXISTS {COUNTS_TABLE}_update AFTER UPDATE OF counts ON images "
+    f"BEGIN DELETE FROM {COUNTS_TABLE} WHERE image = old.rowid; {_COUNTED}; END",
+    f"INSERT INTO {COUNTS_TABLE} (image, label, count) SELECT images.rowid, lower(c.key), "
+    "c.value FROM images, json_each(images.counts) AS c WHERE c.value >= 1 "
+    f"AND images.rowid NOT IN (SELECT image FROM {COUNTS_TABLE})",
+)
+
 _LADDER: tuple[tuple[int, tuple[str, ...]], ...] = (
     # 2: renamed and moved files are recognised by their content hash, which a full scan of
     # the table would make slow on large galleries.
@@ -216,6 +239,19 @@ _LADDER: tuple[tuple[int, tuple[str, ...]], ...] = (
     # columns with since=4, filled by the next build from the files' headers, no model run),
     # whose date filters and --sort date read through an index.
     (4, (*_FULL_TEXT, "CREATE INDEX IF NOT EXISTS images_by_taken ON images (taken)")),
+    # 5: filters without reading the rows with their vectors: counted objects in a table of
+    # their own (kept in step by triggers, backfilled here) whose index answers has: by a
+    # range; the other filtered columns in one covering index (bench/filtered_search.py).
+    (
+        5,
+        (
+            *_COUNTS_TABLE,
+            "CREATE INDEX IF NOT EXISTS images_filters ON images "
+            "(path, tags, taken, camera_make, camera_model)",
+            "DROP INDEX IF EXISTS images_by_taken",
+            "CREATE INDEX IF NOT EXISTS images_by_taken_path ON images (taken, path)",
+        ),
+    ),
 )
 """Each step: the format it reaches and its statements. The columns a step adds are the
 :class:`ImageRow` fields with that ``since``, added from their own definitions."""
@@ -770,19 +806,36 @@ class Store:
         return self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
     @_explained
+    @_explained
+    def hashes(self) -> dict[str, str]:
+        """Path → content hash of every row (what exact duplicates share)."""
+        return dict(self._db.execute("SELECT path, sha256 FROM images").fetchall())
+
     def columns(self) -> frozenset[str]:
         """The columns of ``images`` in this index (an older index may lack newer ones)."""
         return frozenset(r[1] for r in self._db.execute("PRAGMA table_info(images)"))
 
     @_explained
-    def paths_where(
-        self, condition: str, args: Iterable[Any] = (), *, newest_first: bool = False
-    ) -> list[str]:
-        """Paths of the rows that meet an SQL condition on ``images`` (the query filters'),
-        by path, or by date taken, newest first (undated last, then by path)."""
-        order = " ORDER BY taken = '', taken DESC, path" if newest_first else ""
-        query = f"SELECT path FROM images WHERE {condition}{order}"
-        return [r[0] for r in self._db.execute(query, tuple(args))]
+    def rowids_of(self, select: str, args: Iterable[Any] = ()) -> np.ndarray:
+        """The rowids an SQL query of rowids gives (the query filters': integers only, read
+        without a string or a row of vectors)."""
+        return np.fromiter((r[0] for r in self._db.execute(select, tuple(args))), np.int64)
+
+    @_explained
+    def has_table(self, name: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self._db.execute(query, (name,)).fetchone() is not None
+
+    @_explained
+    def rowids_by_date(self) -> np.ndarray:
+        """Every rowid by date taken, newest first, undated last, then by path."""
+        query = "SELECT rowid FROM images ORDER BY taken = '', taken DESC, path"
+        return self.rowids_of(query)
+
+    @_explained
+    def rowids(self) -> dict[str, int]:
+        """Path → SQLite rowid of every row (the full-text table's key for it)."""
+        return dict(self._db.execute("SELECT path, rowid FROM images").fetchall())
 
     @_explained
     def upsert(self, rows: Iterable[ImageRow]) -> None:

@@ -20,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from imgret.config import Config
+from imgret.config import VISION_STAGES, Config
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import BadInputError, EmptyIndexError
+from imgret.images import load_image
+from imgret.index.engines import FileFacts, row_description, row_keys, see_all
 from imgret.index.search_cache import load_search_vectors
-from imgret.index.store import ImageRow, Store, damaged_message
+from imgret.index.store import COUNTS_TABLE, TEXT_TABLE, ImageRow, Store, damaged_message
 from imgret.models.int8 import int8_text_stages
 from imgret.models.stages import Stages, load_stages
-from imgret.retrieval.candidates import condition
+from imgret.retrieval.candidates import parts
 from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, sign_codes
 from imgret.retrieval.query import Query, parse_query
 
@@ -115,6 +118,7 @@ class Searcher:
         self._encoded: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
         """The latest queries' instructions and vectors: a query asked again (the next page
         of hits, the web app explaining the hits it found) is not encoded again."""
+        self._vision: dict[str, Any] | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -124,7 +128,8 @@ class Searcher:
         if loaded.damaged:
             # Left out, never ranked: a garbage vector once scored 5e18 at rank 1.
             warnings.warn(damaged_message(self.index_dir, loaded.damaged), stacklevel=2)
-        self._positions: dict[str, int] | None = None
+        self._generation = loaded.generation
+        self._by_rowid: np.ndarray | None = None
         if not self.relpaths:
             raise EmptyIndexError(self._empty_message(self.config.embedder, loaded.total))
         unembedded = loaded.total - len(self.relpaths) - len(loaded.damaged)
@@ -190,20 +195,51 @@ class Searcher:
 
     def search(
         self,
-        query: str | Query,
+        query: str | Query = "",
         k: int = 10,
         min_score: float | None = None,
         *,
         sort: str = "score",
+        image: Path | str | Image.Image | None = None,
     ) -> list[Hit]:
         """The ``k`` images closest to ``query``, best first; ``min_score`` drops weaker hits.
+
+        ``image`` (a file or a Pillow image) searches by a photo: it is described by the
+        index's own vision stages, and that description, followed by the query's free words
+        if any ("at night"), is ranked like a text query; the query's filters still apply.
 
         ``query`` is a string in the query grammar (or one parsed by
         :func:`~imgret.retrieval.query.parse_query`). ``sort="date"`` orders those hits by
         date taken, newest first (undated last). A query of filters alone is not ranked: its
         images come in path order (newest first with ``sort="date"``), with a score of 0.
         """
+        if image is not None:
+            parsed = query if isinstance(query, Query) else parse_query(query)
+            text = " ".join(t for t in (self.describe_photo(image), parsed.text) if t)
+            query = dataclasses.replace(parsed, text=text)
         return self.search_many([query], k, min_score, sort=sort)[0]
+
+    def describe_photo(self, image: Path | str | Image.Image) -> str:
+        """A photo's description as the index would store it (no notes): the index's own
+        vision stages, loaded on first use, and the build's own composition."""
+        if self._vision is None:
+            stages = load_stages(self.config, which=VISION_STAGES)
+            self._vision = {s: getattr(stages, s) for s in VISION_STAGES if getattr(stages, s)}
+        if not self._vision:
+            raise BadInputError(
+                f"the index in {self.index_dir} was built without vision stages, so a photo "
+                "cannot be described; search with words, or index with a captioner or detector"
+            )
+        if not isinstance(image, Image.Image):
+            image = load_image(image, self.config.max_image_megapixels)
+        facts = FileFacts("photo", 0, 0, "", image.width, image.height)
+        rows, failures = see_all(self._vision, [(facts, image)], row_keys(self.config))
+        if failures:
+            raise BadInputError(f"cannot describe the photo: {failures[0][1]}")
+        description = row_description(rows[0], self.config)
+        if not description:
+            raise BadInputError("the index's vision stages saw nothing in the photo to search by")
+        return description
 
     def search_many(
         self,
@@ -247,15 +283,45 @@ class Searcher:
 
     def candidates(self, query: Query, *, newest_first: bool = False) -> np.ndarray:
         """The rows of the vectors that meet the query's filters, words and exclusions, in
-        row order (which is path order), or by date taken, newest first."""
-        if self._positions is None:
-            self._positions = {path: i for i, path in enumerate(self.relpaths)}
-        with Store.open(self.index_dir, readonly=True) as store:
-            where, args = condition(query, store.columns())
-            paths = store.paths_where(where, args, newest_first=newest_first)
-        positions = self._positions
-        rows = np.fromiter((positions[p] for p in paths if p in positions), dtype=np.int64)
-        return rows if newest_first else np.sort(rows)
+        row order (which is path order), or by date taken, newest first.
+
+        Each constraint's rowids come from SQLite on their own and are combined here as
+        masks; rowids map to rows of the vectors by one array, made again when the index
+        changed since the vectors were loaded (its vectors token).
+        """
+        with Store.open(self.index_dir, readonly=True) as store, store.snapshot():
+            if not (store.has_table(TEXT_TABLE) and store.has_table(COUNTS_TABLE)):
+                raise BadInputError(
+                    f"the index in {self.index_dir} is of an older format that is read "
+                    "without filters or exact words; open it once where it can be written "
+                    "(any imgret command upgrades it) or search with words alone"
+                )
+            constraints = parts(query, store.columns())
+            generation = store.vectors_generation()
+            if self._by_rowid is None or generation != self._generation:
+                self._by_rowid = self._rowid_map(store.rowids())
+                self._generation = generation
+            by_rowid = self._by_rowid
+            keep = by_rowid >= 0
+            for part in constraints:
+                rowids = store.rowids_of(part.select, part.args)
+                met = np.zeros(len(by_rowid), dtype=bool)
+                met[rowids[rowids < len(by_rowid)]] = True
+                keep &= ~met if part.negated else met
+            if newest_first:
+                ordered = store.rowids_by_date()
+                ordered = ordered[ordered < len(by_rowid)]
+                return by_rowid[ordered[keep[ordered]]]
+        return np.sort(by_rowid[keep])
+
+    def _rowid_map(self, rowids: dict[str, int]) -> np.ndarray:
+        """rowid → row of the vectors (-1: a row not among them, e.g. another embedder's)."""
+        known = [(rowids[p], i) for i, p in enumerate(self.relpaths) if p in rowids]
+        by_rowid = np.full(max((r for r, _ in known), default=-1) + 1, -1, dtype=np.int64)
+        if known:
+            pairs = np.asarray(known, dtype=np.int64)
+            by_rowid[pairs[:, 0]] = pairs[:, 1]
+        return by_rowid
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 10, min_score: float | None = None
@@ -334,6 +400,7 @@ def search(
     config: Config | None = None,
     *,
     sort: str = "score",
+    image: Path | str | Image.Image | None = None,
 ) -> list[Hit]:
     """One-off search; load a :class:`Searcher` once to run many queries."""
-    return Searcher(index_dir, config).search(query, k, min_score, sort=sort)
+    return Searcher(index_dir, config).search(query, k, min_score, sort=sort, image=image)

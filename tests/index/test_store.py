@@ -20,6 +20,7 @@ from imgret.errors import (
 from imgret.index.export import export_arrays
 from imgret.index.info import index_info
 from imgret.index.store import (
+    COUNTS_TABLE,
     DB_NAME,
     FORMAT_VERSION,
     TEXT_TABLE,
@@ -218,8 +219,9 @@ def test_vectors_generation_changes_only_when_vectors_or_paths_do(store):
 
 def test_the_full_text_index_follows_upserts_replacements_skips_and_deletes(store):
     def matching(phrase: str) -> list[str]:
-        where = f"rowid IN (SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH ?)"
-        return sorted(store.paths_where(where, [f'"{phrase}"']))
+        select = f"SELECT rowid FROM {TEXT_TABLE} WHERE {TEXT_TABLE} MATCH ?"
+        paths = {rowid: path for path, rowid in store.rowids().items()}
+        return sorted(paths[r] for r in store.rowids_of(select, [f'"{phrase}"']))
 
     first, second = stored_row("trip/a.jpg", 1), stored_row("b.jpg", 2)
     first.description, second.notes = "a red bus in London", "Café by the sea"
@@ -239,3 +241,20 @@ def test_the_full_text_index_follows_upserts_replacements_skips_and_deletes(stor
     assert matching("stop") == []
     (count,) = store._db.execute(f"SELECT COUNT(*) FROM {TEXT_TABLE}").fetchone()
     assert count == 0
+
+
+def test_the_counts_table_follows_every_write_and_leaves_out_unsure_classes(store):
+    def counted() -> list[tuple]:
+        rows = store._db.execute(f"SELECT image, label, count FROM {COUNTS_TABLE}").fetchall()
+        paths = {rowid: path for path, rowid in store.rowids().items()}
+        return sorted((paths[image], label, n) for image, label, n in rows)
+
+    first, second = stored_row("a.jpg", 2), stored_row("b.jpg", 3)
+    first.counts, second.counts = {"Person": 2, "dog": 0}, {"cat": 1}
+    store.upsert([first, second])
+    assert counted() == [("a.jpg", "person", 2), ("b.jpg", "cat", 1)]
+    first.counts = {"bus": 1}
+    store.upsert([first])
+    assert counted() == [("a.jpg", "bus", 1), ("b.jpg", "cat", 1)]
+    store.delete(["b.jpg"])
+    assert counted() == [("a.jpg", "bus", 1)]

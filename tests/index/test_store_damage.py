@@ -37,7 +37,7 @@ def test_a_full_disk_stops_the_build_with_one_line_and_keeps_its_batches(
 
     def small_disk(*args, **kwargs):  # SQLite's own SQLITE_FULL, after a few pages
         connection = connect(*args, **kwargs)
-        connection.execute("PRAGMA max_page_count = 18")
+        connection.execute("PRAGMA max_page_count = 24")
         return connection
 
     monkeypatch.setattr(store_module.sqlite3, "connect", small_disk)

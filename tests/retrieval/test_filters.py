@@ -169,10 +169,14 @@ def test_the_full_text_index_follows_every_write(tmp_path, index, rows):
     with Store.open(copy, readonly=True) as store:
         gallery = store.gallery
     assert gallery is not None
-    assert found(Searcher(copy), '"school trip"') == {NOTED}
+    loaded = Searcher(copy)
+    assert found(loaded, '"school trip"') == {NOTED}
     set_notes(copy, {NOTED: "", rows[-1].path: "a trip to the school"})
     assert found(Searcher(copy), '"school trip"') == set()
     assert found(Searcher(copy), '"school"') == {rows[-1].path}
+    # A searcher loaded before the change maps the new rows (new rowids) to its vectors.
+    assert found(loaded, '"school"') == {rows[-1].path}
+    assert found(loaded, "a photo has:person") == found(Searcher(copy), "a photo has:person")
     with Store.open(copy) as store:
         store.delete([rows[-1].path])
     assert found(Searcher(copy), '"school"') == set()

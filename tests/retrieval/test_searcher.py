@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,31 @@ def test_queries_asked_again_are_not_encoded_again(index):
     assert again_instructions == instructions[-2:] + instructions[:1]
     np.testing.assert_array_equal(again, np.stack([vectors[-2], vectors[-1], vectors[0]]))
     assert searcher.embed_queries([many[-1]])[1][0] is not None
+
+
+def test_a_photo_is_described_by_the_indexs_own_stages_and_finds_itself(index, tmp_path):
+    searcher = Searcher(index)
+    with Store.open(index) as store:
+        rows = store.rows()
+    for row in rows[:3]:
+        photo = searcher.gallery / row.path
+        assert searcher.describe_photo(photo) == row.description
+        hits = searcher.search(image=photo, k=2)
+        assert row.path in {h.relpath for h in hits if h.score > 0.9999}
+    # Words and filters combine with the photo: its description and the words are ranked,
+    # the filters narrow the candidates (here: every image but the photo itself).
+    photo = searcher.gallery / rows[0].path
+    hits = searcher.search(f'at night -"{Path(rows[0].path).stem}"', k=3, image=photo)
+    assert len(hits) == 3 and rows[0].path not in {h.relpath for h in hits}
+    _, combined = searcher.embed_queries([f"{rows[0].description} at night"])
+    assert hits[0].score == pytest.approx(
+        float(np.max(searcher.vectors.vectors[1:] @ combined[0])), abs=1e-5
+    )
+
+
+def test_a_photo_needs_an_index_with_vision_stages(text_only, small_gallery, tmp_path):
+    from imgret.errors import BadInputError
+
+    build_index(small_gallery, tmp_path / "index", text_only, progress=False)
+    with pytest.raises(BadInputError, match="built without vision stages"):
+        Searcher(tmp_path / "index").search(image=small_gallery / "bus.jpg")
