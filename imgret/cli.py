@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgret.config import SETTING_BOUNDS, Bound
-from imgret.errors import BadInputError, ImgretError
+from imgret.errors import BadInputError, ImgretError, escape_controls
 
 if TYPE_CHECKING:
     from imgret.config import Config
@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except ImgretError as exc:
-        print(f"imgret: {exc}", file=sys.stderr)
+        # The message may quote a path the person typed; escaped, it stays one line.
+        print(f"imgret: {escape_controls(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """A warning as one line, like the errors, without the source line Python adds."""
-    print(f"imgret: warning: {message}", file=sys.stderr)
+    print(f"imgret: warning: {escape_controls(str(message))}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

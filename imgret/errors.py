@@ -89,3 +89,12 @@ class MissingPackageError(ImgretError, ImportError):
     """An optional package a feature needs is not installed; the message names the extra."""
 
     exit_code = 2
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every character that does not print written as its escape (``\\n``,
+    ``\\x1e``): a message naming a user's file or folder stays one line."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )

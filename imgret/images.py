@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from imgret.errors import BadImageError
+from imgret.errors import BadImageError, escape_controls
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -61,11 +61,7 @@ def printable(name: str) -> str:
     a listing into lines that look like other files."""
     if name.isprintable():
         return name
-    escaped = "".join(
-        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-        for c in name
-    )
-    return f"'{escaped}'"
+    return f"'{escape_controls(name)}'"
 
 
 def stream_sha256(file: BinaryIO) -> str:

@@ -101,6 +101,15 @@ def test_a_mistake_is_one_line(built, tmp_path, capsys, argv, message):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("odd", ["\n", "\r", "\x1e"])
+def test_a_path_with_a_control_character_keeps_the_message_one_line(tmp_path, capsys, odd):
+    missing = tmp_path / f"no{odd}index"
+    code, out, err = run(capsys, "info", "--index", missing)
+    assert code == 1 and out == ""
+    line = err.removesuffix("\n")
+    assert odd not in line and repr(odd)[1:-1] in line
+
+
 def test_other_libraries_print_nothing_on_a_search_or_a_detector_load(built, tiny_models, tmp_path):
     gallery, index = built
     env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "fresh-settings")}
