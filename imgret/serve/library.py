@@ -26,6 +26,7 @@ from imgret.errors import MissingFileError
 from imgret.index.info import IndexInfo, index_info
 from imgret.index.notes import set_notes
 from imgret.index.store import ImageRow, Store
+from imgret.retrieval.query import parse_query
 from imgret.retrieval.searcher import Hit, Searcher
 from imgret.serve.explain import Explanation, PartVectors, explain
 
@@ -70,11 +71,17 @@ class Library:
         with self.models:
             return searcher.search(query, k=k)
 
-    def query_vector(self, query: str) -> np.ndarray:
-        """The query's vector, for the explanation (the search embeds its own)."""
+    def query_vector(self, query: str) -> np.ndarray | None:
+        """The vector of the query's words ranked by meaning, for the explanation; ``None``
+        when the query only filters (``has:dog``, ``-"at night"``): filters and exclusions
+        are not words a description should be scored against. The search embedded the same
+        text, so this is its cached vector."""
+        text = parse_query(query).text
+        if not text:
+            return None
         searcher = self.searcher()
         with self.models:
-            return searcher.embed_queries([query])[1][0]
+            return searcher.embed_queries([text])[1][0]
 
     def similar(self, row: ImageRow, k: int) -> list[Hit]:
         """The images closest to ``row``'s stored vector, the image itself left out."""

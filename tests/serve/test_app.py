@@ -68,6 +68,19 @@ def test_search_ranks_like_the_library_and_explains_each_part(photo_index):
     assert [described[a:b] for a, b in top["highlights"]] == ["elephants"]
 
 
+def test_filters_in_a_query_are_not_scored_against_the_parts(photo_index):
+    web = client(photo_index)
+    plain = web.get("/api/search", params={"q": "a herd of elephants", "k": 3}).json()["hits"]
+    filtered = web.get("/api/search", params={"q": "a herd of elephants ext:jpg", "k": 3})
+    assert filtered.status_code == 200
+    hits = filtered.json()["hits"]
+    assert [h["relpath"] for h in hits] == [h["relpath"] for h in plain]
+    assert [h["explanation"] for h in hits] == [h["explanation"] for h in plain]
+    only_filters = web.get("/api/search", params={"q": "ext:jpg", "k": 3})
+    assert only_filters.status_code == 200
+    assert all(h["explanation"] is None for h in only_filters.json()["hits"])
+
+
 def test_pages_of_hits_follow_each_other(photo_index):
     web = client(photo_index)
     whole = web.get("/api/search", params={"q": "people in the street", "k": 9}).json()["hits"]
