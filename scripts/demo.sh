@@ -12,7 +12,7 @@ bash scripts/setup.sh "minilm,ocr,faiss,serve,tagger"
 
 # gallery/ ships empty: seed it with the two real photos that come with ultralytics.
 if [ -z "$(find gallery -type f ! -name README.md -print -quit)" ]; then
-  .venv/bin/python -c "
+  YOLO_VERBOSE=False .venv/bin/python -c "
 import shutil, ultralytics.utils as u
 for name in ('bus.jpg', 'zidane.jpg'):
     shutil.copy(u.ASSETS / name, 'gallery/' + name)
