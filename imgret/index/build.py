@@ -554,7 +554,10 @@ def _run_metadata(
     changed: list[str] = []
     step = 512
     with tqdm(
-        total=len(paths), unit="image", desc="reading photo metadata", disable=not progress or not paths
+        total=len(paths),
+        unit="image",
+        desc="reading photo metadata",
+        disable=not progress or not paths,
     ) as bar:
         for start in range(0, len(paths), step):
             rows = store.rows(paths[start : start + step])
