@@ -10,9 +10,8 @@ with a one-line message; a bug is a 500 whose details stay in the server's log.
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -36,9 +36,10 @@ from imgret.errors import (
     MissingFileError,
     ModelUnavailableError,
 )
-from imgret.index.store import ImageRow
+from imgret.index.store import ImageRow, RowState
 from imgret.retrieval.searcher import Hit, Searcher, hit_from_row
 from imgret.serve.explain import Explanation
+from imgret.serve.guard import Guard
 from imgret.serve.library import Library
 from imgret.serve.thumbnails import Thumbnails
 
@@ -50,7 +51,6 @@ MAX_K = 100
 MAX_OFFSET = 5000
 MAX_NOTE = 10_000
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
-TOKEN_COOKIE = "imgret_token"
 IMAGE_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
@@ -60,15 +60,8 @@ IMAGE_TYPES = {
     ".bmp": "image/bmp",
 }
 """What a browser shows as it is; other indexed formats (TIFF) are sent as a large JPEG."""
-PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-"""The OpenAPI page FastAPI renders starts Swagger UI from an inline script."""
+CACHE_CONTROL = "private, max-age=86400"
+"""Photo and thumbnail URLs carry their content hash (``?v=``), so a day of reuse is safe."""
 STATIC = files("imgret.serve") / "static"
 
 
@@ -113,7 +106,9 @@ def create_app(
         version="1",
     )
     app.state.library = library
-    _install_guards(app, token, allowed_hosts)
+    app.add_middleware(Guard, token=token)
+    if allowed_hosts is not None:  # outside the guard: a foreign Host gets nothing at all
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     _install_errors(app)
 
     def hit_json(hit: Hit, row: ImageRow, explanation: Explanation | None) -> dict[str, Any]:
@@ -189,13 +184,23 @@ def create_app(
         return _file(request, path, media_type, etag)
 
     @app.get("/thumbnails/{key:path}", summary="A small JPEG of an indexed photo")
-    def thumbnail(key: str, request: Request) -> Response:
-        path, row = library.file(key)
-        content = _content_key(path, row)
+    async def thumbnail(key: str, request: Request) -> Response:
+        # On the event loop: a cached thumbnail is a lookup, a stat and a read of a few KB,
+        # cheaper than the hop to a worker thread. Reading the index or making the JPEG
+        # happens on a thread.
+        try:
+            path, state = library.file(key, reload=False)
+        except MissingFileError:
+            path, state = await run_in_threadpool(library.file, key)
+        content = _content_key(path, state)
         etag = f'"{content}-{thumbnails.size}"'
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
         if _not_modified(request, etag):
-            return Response(status_code=304, headers={"ETag": etag})
-        return _file(request, thumbnails.path(path, content), "image/jpeg", etag)
+            return Response(status_code=304, headers=headers)
+        target = thumbnails.target(content)
+        if not target.exists():
+            await run_in_threadpool(thumbnails.make, path, target)
+        return Response(target.read_bytes(), media_type="image/jpeg", headers=headers)
 
     @app.get("/", include_in_schema=False)
     def page() -> Response:
@@ -229,7 +234,7 @@ def _json_body(request: Request) -> None:
         raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
 
 
-def _content_key(path: Path, row: ImageRow) -> str:
+def _content_key(path: Path, row: RowState) -> str:
     """The indexed content hash while the file is as indexed, else its size and mtime."""
     stat = path.stat()
     if (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns):
@@ -243,49 +248,10 @@ def _not_modified(request: Request, etag: str) -> bool:
 
 
 def _file(request: Request, path: Path, media_type: str, etag: str) -> Response:
-    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=media_type, headers=headers)
-
-
-def _install_guards(app: FastAPI, token: str | None, allowed_hosts: Sequence[str] | None) -> None:
-    """The token check and the headers every response carries."""
-
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        set_cookie = False
-        if token is not None:
-            given = (
-                request.headers.get("x-imgret-token")
-                or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-                or request.cookies.get(TOKEN_COOKIE)
-                or request.query_params.get("token")
-                or ""
-            )
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return JSONResponse(
-                    {"error": "this server needs its token: open the address it printed"},
-                    status_code=401,
-                )
-            set_cookie = request.query_params.get("token") is not None
-        response = await call_next(request)
-        if set_cookie and token is not None:
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        docs = request.url.path in ("/docs", "/redoc") or request.url.path.startswith("/static-")
-        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else PAGE_CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        if request.url.path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
-    if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
 
 _STATUS: tuple[tuple[type[ImgretError], int], ...] = (

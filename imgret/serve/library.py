@@ -7,6 +7,10 @@ the consistent pair of paths and vectors it started with. The text models run on
 a time (a Hugging Face tokenizer refuses concurrent use from threads); scans, row reads and
 files run in parallel.
 
+Each image's file facts (content hash, size, mtime) are held in memory beside the vectors
+and reloaded with them: a page of 40 thumbnails is then 40 lookups and 40 stats, not 40
+SQLite connections.
+
 Files are served only as indexed images: a URL names an index key, the key must be in the
 store, and the file it leads to must resolve inside the gallery (a symlink out of it is
 refused), so no path from a request is ever opened as given.
@@ -25,7 +29,7 @@ from imgret.encode import encode
 from imgret.errors import MissingFileError
 from imgret.index.info import IndexInfo, index_info
 from imgret.index.notes import set_notes
-from imgret.index.store import ImageRow, Store
+from imgret.index.store import ImageRow, RowState, Store
 from imgret.retrieval.query import parse_query
 from imgret.retrieval.searcher import Hit, Searcher
 from imgret.serve.explain import Explanation, PartVectors, explain
@@ -38,6 +42,7 @@ class Library:
         self.index_dir = searcher.index_dir
         self._searcher = searcher
         self._generation = self._read_generation()
+        self._files = self._read_files()
         self._swap = threading.Lock()
         self.models = threading.Lock()
         self.part_vectors = PartVectors(self._embed)
@@ -50,6 +55,10 @@ class Library:
         with Store.open(self.index_dir, readonly=True) as store:
             return store.vectors_generation()
 
+    def _read_files(self) -> dict[str, RowState]:
+        with Store.open(self.index_dir, readonly=True) as store:
+            return store.states()
+
     def searcher(self) -> Searcher:
         """The searcher over the index's current vectors, reloaded if they changed."""
         generation = self._read_generation()
@@ -58,7 +67,8 @@ class Library:
                 if generation != self._generation:
                     fresh = copy.copy(self._searcher)
                     fresh.reload()
-                    self._searcher, self._generation = fresh, generation
+                    files = self._read_files()
+                    self._searcher, self._files, self._generation = fresh, files, generation
         return self._searcher
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -113,14 +123,22 @@ class Library:
         ]
         return explain(fields, query_vector, self.part_vectors, query)
 
-    def file(self, key: str) -> tuple[Path, ImageRow]:
-        """The file of the indexed image ``key``, resolved and checked to lie in the gallery."""
-        row = self.row(key)
+    def file(self, key: str, *, reload: bool = True) -> tuple[Path, RowState]:
+        """The file of the indexed image ``key``, resolved and checked to lie in the gallery,
+        with its indexed facts. A key not known in memory re-reads the index if its vectors
+        changed (an image added by a build since), unless ``reload`` is false: then a caller
+        on the event loop can do that reading on a thread instead."""
+        state = self._files.get(key)
+        if state is None and reload:
+            self.searcher()
+            state = self._files.get(key)
+        if state is None:
+            raise MissingFileError(f"{key!r} is not an image in this index")
         gallery = self.gallery.resolve()
-        path = (gallery / row.path).resolve()
+        path = (gallery / state.path).resolve()
         if not path.is_relative_to(gallery) or not path.is_file():
             raise MissingFileError(f"{key!r} is not a file inside the gallery")
-        return path, row
+        return path, state
 
     def set_note(self, key: str, text: str) -> ImageRow:
         """Store the note of an indexed image, re-embed it, and return its updated row."""

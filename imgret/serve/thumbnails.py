@@ -50,14 +50,19 @@ class Thumbnails:
         self.folder = cache_root(index_dir)
         self.size = size
 
+    def target(self, key: str) -> Path:
+        """Where the thumbnail of the content ``key`` names lies once made."""
+        return self.folder / f"{key}-{self.size}.jpg"
+
     def path(self, source: Path, key: str) -> Path:
         """The thumbnail of ``source`` (whose content ``key`` names), made if not there yet."""
-        target = self.folder / f"{key}-{self.size}.jpg"
+        target = self.target(key)
         if not target.exists():
-            self._make(source, target)
+            self.make(source, target)
         return target
 
-    def _make(self, source: Path, target: Path) -> None:
+    def make(self, source: Path, target: Path) -> None:
+        """Write the thumbnail of ``source`` to ``target``, whole or not at all."""
         try:
             with pillow_open(source) as image:
                 # A JPEG decodes straight at 1/2, 1/4 or 1/8 scale: a 24-megapixel photo in

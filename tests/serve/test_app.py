@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,6 +199,26 @@ def test_photos_and_thumbnails_are_served_with_etags(index_copy):
     fresh = web.get(hit["thumbnail_url"], headers={"If-None-Match": thumb.headers["etag"]})
     assert fresh.status_code == 304
     assert "max-age" in thumb.headers["cache-control"]
+
+
+def test_thumbnails_follow_images_indexed_and_removed_while_serving(index_copy, tmp_path):
+    """Thumbnails are looked up in memory; a build elsewhere still reaches them."""
+    with Store.open(index_copy) as store:
+        gallery = Path(shutil.copytree(store.gallery, tmp_path / "gallery"))
+        store.set_gallery(gallery)
+    web = client(index_copy)
+    assert web.get("/thumbnails/bus-again.jpg").status_code == 404
+    shutil.copy(gallery / "bus.jpg", gallery / "bus-again.jpg")
+    with Store.open(index_copy) as store, store.transaction():
+        (row,) = store.rows(["bus.jpg"])
+        store.upsert([dataclasses.replace(row, path="bus-again.jpg")])
+    added = web.get("/thumbnails/bus-again.jpg")
+    assert added.status_code == 200 and added.content == web.get("/thumbnails/bus.jpg").content
+    with Store.open(index_copy) as store, store.transaction():
+        store.delete(["bus.jpg"])
+    web.get("/api/search", params={"q": "a bus", "k": 1})  # the page asks before it shows
+    assert web.get("/thumbnails/bus.jpg").status_code == 404
+    assert web.get("/thumbnails/bus-again.jpg").status_code == 200
 
 
 def test_the_page_and_its_assets_are_served(photo_index):
