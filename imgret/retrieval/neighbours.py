@@ -4,7 +4,7 @@ Stored vectors are L2-normalised, so the inner product is the cosine similarity.
 share one interface, ``search(queries [q, d], k) -> (scores [q, k'], ids [q, k'])`` with
 ``k' = min(k, len(index))``, best first:
 
-* :class:`ExactIndex` scans every vector (numpy, float32). Scanning is bounded by memory
+* :class:`ExactIndex` scans every vector (float32). Scanning is bounded by memory
   bandwidth: ~20 ms per query over 10^5 768-d vectors, ~150 ms over 10^6 on 2 cores
   (bench/RESULTS.md). It reads the matrix in chunks, so a memory-mapped ``.npy`` larger
   than RAM works and the score buffer stays small however many queries come at once.
@@ -18,7 +18,10 @@ share one interface, ``search(queries [q, d], k) -> (scores [q, k'], ids [q, k']
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
+import torch
 
 from imgret.errors import BadInputError, MissingPackageError
 
@@ -28,6 +31,38 @@ scans every row and leaves the others out (bench/filtered_search.py)."""
 CHUNK_BYTES = 256 << 20
 """Bytes of stored vectors (and at most of scores) per step: few steps, since each one costs a
 round of thread start-up in BLAS, and a [q, chunk] score buffer that stays small."""
+
+
+def _scores(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """[q, n] inner products of ``queries`` [q, d] with ``rows`` [n, d].
+
+    Computed by torch, not numpy: a search has just embedded its query with torch, whose
+    OpenMP threads keep spinning for a while after each operation, and a numpy product then
+    runs on OpenBLAS's own threads, fighting them for the cores (on 2 cores a search over
+    10^5 vectors took 50–80 ms that way, 15 ms on torch's pool: bench/RESULTS.md). Arrays
+    are shared, not copied (see :func:`_shareable`).
+    """
+    with torch.inference_mode():
+        product = torch.from_numpy(np.ascontiguousarray(rows)) @ torch.from_numpy(queries).T
+    return product.T.numpy()
+
+
+def _shareable(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` as an array torch takes as it is: a read-only memory map (the search
+    cache's) is mapped again copy-on-write, writable in memory while the file is never
+    written; another read-only array is copied once."""
+    if vectors.flags.writeable:
+        return vectors
+    if isinstance(vectors, np.memmap) and isinstance(vectors.base, mmap.mmap):
+        return np.memmap(
+            vectors.filename,
+            dtype=vectors.dtype,
+            mode="c",
+            offset=vectors.offset,
+            shape=vectors.shape,
+            order="C" if vectors.flags.c_contiguous else "F",
+        )
+    return vectors.copy()
 
 
 def _as_queries(queries: np.ndarray, dimension: int) -> np.ndarray:
@@ -77,7 +112,9 @@ class _StoredVectors:
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be a [n, d] matrix, got shape {vectors.shape}")
         # float32 arrays (memory maps included) are used in place, not copied.
-        self.vectors = vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
+        self.vectors = _shareable(
+            vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
+        )
 
     @property
     def dimension(self) -> int:
@@ -100,7 +137,7 @@ class _StoredVectors:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
         if len(among) * GATHER_SHARE < len(self):
             # A selective filter: copying its rows out is cheaper than scanning them all.
-            scores = (self.vectors[among] @ queries.T).T
+            scores = _scores(self.vectors[among], queries)
             return _best(scores, np.broadcast_to(among, scores.shape), k)
         # A broad one: one scan of every row (as unfiltered search), the others left out.
         outside = np.ones(len(self), dtype=bool)
@@ -110,7 +147,7 @@ class _StoredVectors:
         rows = CHUNK_BYTES // (4 * max(1, self.dimension))
         step = max(k, min(rows, (CHUNK_BYTES // 4) // max(1, len(queries))))
         for start in range(0, len(self), step):
-            scores = (self.vectors[start : start + step] @ queries.T).T
+            scores = _scores(self.vectors[start : start + step], queries)
             scores[:, outside[start : start + step]] = -np.inf
             ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
             chunk = _best(scores, ids, k)
@@ -143,9 +180,7 @@ class ExactIndex(_StoredVectors):
         step = max(k, min(self.chunk_rows, (CHUNK_BYTES // 4) // max(1, len(queries))))
         for start in range(0, len(self), step):
             chunk = self.vectors[start : start + step]
-            # [chunk, d] @ [d, q] runs as a matrix-vector product for one query (gemv), which
-            # streams the stored vectors once; queries @ chunk.T would run as a slower gemm.
-            scores = (chunk @ queries.T).T
+            scores = _scores(chunk, queries)
             ids = np.broadcast_to(np.arange(start, start + len(chunk)), scores.shape)
             chunk_scores, chunk_ids = _best(scores, ids, k)
             best_scores, best_ids = _best(
@@ -225,7 +260,7 @@ class SignCodeIndex(_StoredVectors):
         for query, rows in zip(queries, candidates, strict=True):
             # Sorted rows read a memory-mapped matrix front to back.
             rows = np.sort(rows[rows >= 0])
-            best = _best((self.vectors[rows] @ query)[None], rows[None], k)
+            best = _best(_scores(self.vectors[rows], query[None]), rows[None], k)
             scores.append(best[0][0])
             ids.append(best[1][0])
         return np.stack(scores).astype(np.float32, copy=False), np.stack(ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,11 +77,16 @@ def test_bad_queries_say_what_is_wrong():
 def test_memory_mapped_npy_gives_the_same_hits(tmp_path):
     vectors, queries = unit_rows(300, 24, 5), unit_rows(4, 24, 6)
     np.save(tmp_path / "feature_matrix.npy", vectors)
+    stored = (tmp_path / "feature_matrix.npy").read_bytes()
     mapped = ExactIndex(np.load(tmp_path / "feature_matrix.npy", mmap_mode="r"))
-    assert isinstance(mapped.vectors, np.memmap)
+    # Still a map of the file (not a copy in memory), writable copy-on-write so torch can
+    # score it in place; the file itself is never written.
+    assert isinstance(mapped.vectors, np.memmap) and mapped.vectors.flags.writeable
+    assert Path(mapped.vectors.filename) == (tmp_path / "feature_matrix.npy").resolve()
     expected = ExactIndex(vectors).search(queries, 10)
     for got, want in zip(mapped.search(queries, 10), expected, strict=True):
         np.testing.assert_array_equal(got, want)
+    assert (tmp_path / "feature_matrix.npy").read_bytes() == stored
 
 
 def test_recall_at_k_counts_shared_ids():
