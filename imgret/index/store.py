@@ -817,9 +817,21 @@ class Store:
 
     @_explained
     def rowids_of(self, select: str, args: Iterable[Any] = ()) -> np.ndarray:
-        """The rowids an SQL query of rowids gives (the query filters': integers only, read
-        without a string or a row of vectors)."""
-        return np.fromiter((r[0] for r in self._db.execute(select, tuple(args))), np.int64)
+        """The rowids an SQL query of rowids gives (the query filters'), in no set order.
+
+        SQLite joins them into one comma-separated text and numpy parses it: a broad filter's
+        50,000 rowids come back in a third of the time of reading 50,000 one-integer rows
+        through Python's sqlite3 (bench/RESULTS.md)."""
+        query = f"WITH found(id) AS ({select}) SELECT group_concat(id) FROM found"
+        (text,) = self._db.execute(query, tuple(args)).fetchone()
+        if not text:
+            return np.empty(0, np.int64)
+        return np.fromstring(text, dtype=np.int64, sep=",")
+
+    @_explained
+    def select(self, query: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Every row of a read-only SQL query (the searcher's filter columns)."""
+        return self._db.execute(query, tuple(args)).fetchall()
 
     @_explained
     def has_table(self, name: str) -> bool:
@@ -830,7 +842,7 @@ class Store:
     def rowids_by_date(self) -> np.ndarray:
         """Every rowid by date taken, newest first, undated last, then by path."""
         query = "SELECT rowid FROM images ORDER BY taken = '', taken DESC, path"
-        return self.rowids_of(query)
+        return np.fromiter((r[0] for r in self._db.execute(query)), np.int64)
 
     @_explained
     def rowids(self) -> dict[str, int]:

@@ -1,8 +1,10 @@
-"""A parsed query's constraints as SQL queries of rowids: which images may be ranked.
+"""A parsed query's constraints as sets of rowids: which images may be ranked.
 
 Filters, exact words and exclusions narrow the candidates before any vector is scored, so a
-selective filter still fills its k hits. Everything runs inside SQLite on the stored columns
-and the full-text table, with the person's values always passed as parameters.
+selective filter still fills its k hits. Words, places and tags are SQL queries on the
+full-text table and the stored columns, the person's values always passed as parameters;
+counts, folders, extensions, dates and cameras are tests of the columns the searcher holds
+in memory (:mod:`imgret.retrieval.facets`), so a broad filter costs no SQLite round trip.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from imgret.errors import BadInputError
-from imgret.index.store import COUNTS_TABLE, PLACE_COLUMN, TEXT_COLUMNS, TEXT_TABLE
+from imgret.index.store import PLACE_COLUMN, TEXT_COLUMNS, TEXT_TABLE, Store
+from imgret.retrieval.facets import Facets
 from imgret.retrieval.query import Filter, Query
 
 Condition = tuple[str, list[Any]]
 """An SQL query of rowids and its parameters."""
+FacetTest = Callable[[Facets], np.ndarray]
+"""The rowids an in-memory test of the filter columns keeps."""
 
 _WORD = re.compile(r"\w")
 _WHERE = "SELECT rowid FROM images WHERE "
@@ -31,14 +38,22 @@ _EXTENSION_ALIASES["tiff"] = _EXTENSION_ALIASES["tif"]
 
 @dataclass(frozen=True)
 class Part:
-    """One constraint of a query: an SQL query of the rowids of the images that meet it
-    (``negated``: of those it leaves out). The searcher intersects the parts' rowids, each
-    read on its own by an index (full text, counts, dates) or a scan of a covering index,
-    never by reading the rows with their vectors."""
+    """One constraint of a query: the rowids of the images that meet it (``negated``: of
+    those it leaves out), from an SQL query read by an index (full text) or a scan of a
+    covering one, never the rows with their vectors, or from a test of the filter columns in
+    memory (``facet``). The searcher intersects the parts' rowids."""
 
-    select: str
+    select: str = ""
     args: tuple[Any, ...] = ()
     negated: bool = False
+    facet: FacetTest | None = None
+
+    def rowids(self, store: Store, facets: Callable[[], Facets]) -> np.ndarray:
+        """The rowids that meet the part (before ``negated``); ``facets`` gives the filter
+        columns, read only when a part needs them."""
+        if self.facet is not None:
+            return self.facet(facets())
+        return store.rowids_of(self.select, self.args)
 
 
 def parts(query: Query, columns: frozenset[str]) -> list[Part]:
@@ -55,9 +70,12 @@ def parts(query: Query, columns: frozenset[str]) -> list[Part]:
         words = _IN_TEXT + " OR ".join(_phrase(p) for p in query.excluded) + ")"
         found.append(Part(_MATCH, (words,), negated=True))
     for f in query.filters:
-        select, values = _FILTERS[f.name](f, columns)
         # -name:value keeps every image its filter drops, those without the value too.
-        found.append(Part(select, tuple(values), negated=f.negated))
+        if f.name in _FACETS:
+            found.append(Part(negated=f.negated, facet=_FACETS[f.name](f)))
+        else:
+            select, values = _FILTERS[f.name](f, columns)
+            found.append(Part(select, tuple(values), negated=f.negated))
     return found
 
 
@@ -73,24 +91,30 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _has(f: Filter, columns: frozenset[str]) -> Condition:
-    # A range of the counts table's index; it holds counted objects only, never the
-    # detector's "perhaps" (a count of 0).
-    return (
-        f"SELECT image FROM {COUNTS_TABLE} WHERE label = ? AND count {f.op} ?",
-        [f.value, f.count],
-    )
+def _has(f: Filter) -> FacetTest:
+    # Counted objects only, never the detector's "perhaps" (a count of 0).
+    return lambda facets: facets.has(f.value, f.op, f.count)
 
 
-def _in(f: Filter, columns: frozenset[str]) -> Condition:
-    return _WHERE + "path LIKE ? ESCAPE '\\'", [_like(f.value) + "/%"]
+def _in(f: Filter) -> FacetTest:
+    return lambda facets: facets.in_folder(f.value)
 
 
-def _ext(f: Filter, columns: frozenset[str]) -> Condition:
+def _ext(f: Filter) -> FacetTest:
     suffixes = _EXTENSION_ALIASES.get(f.value, (f.value,))
-    return _WHERE + " OR ".join("lower(path) LIKE ? ESCAPE '\\'" for _ in suffixes), [
-        "%." + _like(s) for s in suffixes
-    ]
+    return lambda facets: facets.with_extension(suffixes)
+
+
+def _after(f: Filter) -> FacetTest:
+    return lambda facets: facets.after(f.value)
+
+
+def _before(f: Filter) -> FacetTest:
+    return lambda facets: facets.before(f.value)
+
+
+def _camera(f: Filter) -> FacetTest:
+    return lambda facets: facets.by_camera(f.value)
 
 
 def _tag(f: Filter, columns: frozenset[str]) -> Condition:
@@ -103,31 +127,19 @@ def _tag(f: Filter, columns: frozenset[str]) -> Condition:
     return _WHERE + "tags LIKE ? ESCAPE '\\'", [f"%[{_like(json.dumps(f.value))}, %"]
 
 
-def _after(f: Filter, columns: frozenset[str]) -> Condition:
-    # ISO text compares as dates; an unknown date ("") sorts before every year.
-    return _WHERE + "taken >= ?", [f.value]
-
-
-def _before(f: Filter, columns: frozenset[str]) -> Condition:
-    return _WHERE + "taken != '' AND taken < ?", [f.value]
-
-
-def _camera(f: Filter, columns: frozenset[str]) -> Condition:
-    camera = "(camera_make || ' ' || camera_model)"
-    return _WHERE + f"{camera} LIKE ? ESCAPE '\\'", [f"%{_like(f.value)}%"]
-
-
 def _place(f: Filter, columns: frozenset[str]) -> Condition:
     return _MATCH, [f"{PLACE_COLUMN} : {_phrase(f.value)}"]
 
 
-_FILTERS: dict[str, Callable[[Filter, frozenset[str]], Condition]] = {
+_FACETS: dict[str, Callable[[Filter], FacetTest]] = {
     "has": _has,
-    "tag": _tag,
     "in": _in,
     "after": _after,
     "before": _before,
     "camera": _camera,
-    "place": _place,
     "ext": _ext,
+}
+_FILTERS: dict[str, Callable[[Filter, frozenset[str]], Condition]] = {
+    "tag": _tag,
+    "place": _place,
 }

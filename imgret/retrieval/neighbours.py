@@ -239,6 +239,15 @@ class SignCodeIndex(_StoredVectors):
         self.index = _faiss().IndexBinaryFlat(codes.shape[1] * 8)
         self.index.add(np.ascontiguousarray(codes))
 
+    def _candidates_among(self, codes: np.ndarray, wanted: int, among: np.ndarray) -> np.ndarray:
+        """The ``wanted`` rows of ``among`` nearest each query code. A broad filter's are
+        found among all codes (the fast index), a selective one's by its own codes."""
+        if len(among) * GATHER_SHARE >= len(self):
+            found = _oversampled(self.index, codes, wanted, among, len(self))
+            if found is not None:
+                return found
+        return _nearest_codes(self.codes[among], codes, wanted, among)
+
     def search(
         self, queries: np.ndarray, k: int, among: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -246,16 +255,18 @@ class SignCodeIndex(_StoredVectors):
 
         With ``among`` (sorted row ids, a filter's), candidates come from those rows only, so a
         selective filter still fills its k hits: one that keeps no more rows than there are
-        candidates is ranked exactly, a broader one by the Hamming distances of its own codes.
+        candidates is ranked exactly, a broader one by the Hamming distances of its own codes
+        (of all codes, through the fast index, when it keeps a quarter or more of the rows).
         """
         queries, k = self._checked(queries, k)
         wanted = min(len(self), max(self.candidates, 10 * k))
         if among is not None and len(among) <= wanted:
             return self._exact_among(queries, k, among)
+        codes = sign_codes(queries)
         if among is None:
-            _, candidates = self.index.search(sign_codes(queries), wanted)
+            _, candidates = self.index.search(codes, wanted)
         else:
-            candidates = _nearest_codes(self.codes[among], sign_codes(queries), wanted, among)
+            candidates = self._candidates_among(codes, wanted, among)
         scores, ids = [], []
         for query, rows in zip(queries, candidates, strict=True):
             # Sorted rows read a memory-mapped matrix front to back.
@@ -264,6 +275,25 @@ class SignCodeIndex(_StoredVectors):
             scores.append(best[0][0])
             ids.append(best[1][0])
         return np.stack(scores).astype(np.float32, copy=False), np.stack(ids)
+
+
+def _oversampled(
+    index: object, codes: np.ndarray, wanted: int, among: np.ndarray, total: int
+) -> np.ndarray | None:
+    """The ``wanted`` nearest codes of a broad filter's rows, found by searching all codes
+    for more (twice the filter's inverse share) and keeping those in ``among``; None
+    when too few of them are (a filter that leaves out the query's neighbourhood)."""
+    inside = np.zeros(total, dtype=bool)
+    inside[among] = True
+    asked = min(total, 2 * wanted * total // max(1, len(among)))
+    _, found = index.search(codes, asked)  # type: ignore[attr-defined]
+    rows = []
+    for ids in found:
+        kept = ids[(ids >= 0) & inside[np.maximum(ids, 0)]][:wanted]
+        if len(kept) < wanted:
+            return None
+        rows.append(kept)
+    return np.stack(rows)
 
 
 def _nearest_codes(

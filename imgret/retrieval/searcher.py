@@ -32,6 +32,7 @@ from imgret.index.store import COUNTS_TABLE, TEXT_TABLE, ImageRow, Store, damage
 from imgret.models.int8 import int8_text_stages
 from imgret.models.stages import Stages, load_stages
 from imgret.retrieval.candidates import parts
+from imgret.retrieval.facets import Facets
 from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, sign_codes
 from imgret.retrieval.query import Query, parse_query
 
@@ -130,6 +131,9 @@ class Searcher:
             warnings.warn(damaged_message(self.index_dir, loaded.damaged), stacklevel=2)
         self._generation = loaded.generation
         self._by_rowid: np.ndarray | None = None
+        self._indexed: np.ndarray | None = None
+        """Rows of the vectors whose image is in the store (by_rowid's values)."""
+        self._facets: Facets | None = None
         if not self.relpaths:
             raise EmptyIndexError(self._empty_message(self.config.embedder, loaded.total))
         unembedded = loaded.total - len(self.relpaths) - len(loaded.damaged)
@@ -285,9 +289,9 @@ class Searcher:
         """The rows of the vectors that meet the query's filters, words and exclusions, in
         row order (which is path order), or by date taken, newest first.
 
-        Each constraint's rowids come from SQLite on their own and are combined here as
-        masks; rowids map to rows of the vectors by one array, made again when the index
-        changed since the vectors were loaded (its vectors token).
+        Each constraint's rowids come on their own, from SQLite or the filter columns held
+        in memory, and are combined here as masks; rowids map to rows of the vectors by one
+        array. Both are read again when the index changed since (its vectors token).
         """
         with Store.open(self.index_dir, readonly=True) as store, store.snapshot():
             if not (store.has_table(TEXT_TABLE) and store.has_table(COUNTS_TABLE)):
@@ -298,21 +302,33 @@ class Searcher:
                 )
             constraints = parts(query, store.columns())
             generation = store.vectors_generation()
-            if self._by_rowid is None or generation != self._generation:
+            if self._by_rowid is None or self._indexed is None or generation != self._generation:
                 self._by_rowid = self._rowid_map(store.rowids())
+                self._indexed = np.zeros(len(self.relpaths), dtype=bool)
+                self._indexed[self._by_rowid[self._by_rowid >= 0]] = True
+                self._facets = None
                 self._generation = generation
             by_rowid = self._by_rowid
-            keep = by_rowid >= 0
+
+            def facets() -> Facets:
+                if self._facets is None:
+                    self._facets = Facets.read(store)
+                return self._facets
+
+            def rows_of(rowids: np.ndarray) -> np.ndarray:
+                rows = by_rowid[rowids[rowids < len(by_rowid)]]
+                return rows[rows >= 0]
+
+            # Masks over the rows of the vectors: the kept rows come out in row order.
+            keep = self._indexed.copy()
             for part in constraints:
-                rowids = store.rowids_of(part.select, part.args)
-                met = np.zeros(len(by_rowid), dtype=bool)
-                met[rowids[rowids < len(by_rowid)]] = True
+                met = np.zeros(len(keep), dtype=bool)
+                met[rows_of(part.rowids(store, facets))] = True
                 keep &= ~met if part.negated else met
             if newest_first:
-                ordered = store.rowids_by_date()
-                ordered = ordered[ordered < len(by_rowid)]
-                return by_rowid[ordered[keep[ordered]]]
-        return np.sort(by_rowid[keep])
+                ordered = rows_of(store.rowids_by_date())
+                return ordered[keep[ordered]]
+        return np.flatnonzero(keep)
 
     def _rowid_map(self, rowids: dict[str, int]) -> np.ndarray:
         """rowid → row of the vectors (-1: a row not among them, e.g. another embedder's)."""

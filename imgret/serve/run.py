@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import secrets
+import socket
 import sys
 import webbrowser
 from pathlib import Path
 
-from imgret.errors import MissingPackageError
+from imgret.errors import BadInputError, MissingPackageError
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -22,6 +23,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, or a message naming what to change.
+
+    Bound before the index and models load: a port in use is said at once, and once the
+    server says it is ready a client's connection waits in the backlog, never refused.
+    """
+    address = host.strip("[]")
+    try:
+        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((address, port), family=family)
+    except socket.gaierror as exc:
+        raise BadInputError(f"cannot serve on {host!r}: not an address of this machine") from exc
+    except OSError as exc:
+        raise BadInputError(
+            f"cannot serve on {host}:{port} ({exc.strerror or exc}); "
+            "another server may hold the port: pass --port with another one"
+        ) from exc
 
 
 def serve(
@@ -51,15 +71,17 @@ def serve(
     local = is_loopback(host)
     if not local and token is None:
         token = secrets.token_urlsafe(18)
-    print(f"imgret: loading {index_dir} and its models …", file=sys.stderr)
-    app = create_app(
-        searcher=Searcher(index_dir, device=device, int8=int8),
-        token=token,
-        allowed_hosts=LOOPBACK_HOSTS if local else None,
-    )
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    print(f"imgret: ready, serving {index_dir} at {url} (Ctrl-C to stop)", file=sys.stderr)
-    if open_browser:
-        webbrowser.open(url)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    with listen(host, port) as listening:
+        print(f"imgret: loading {index_dir} and its models …", file=sys.stderr)
+        app = create_app(
+            searcher=Searcher(index_dir, device=device, int8=int8),
+            token=token,
+            allowed_hosts=LOOPBACK_HOSTS if local else None,
+        )
+        bare = host.strip("[]")
+        shown = f"[{bare}]" if ":" in bare else bare
+        url = f"http://{shown}:{listening.getsockname()[1]}/" + (f"?token={token}" if token else "")
+        print(f"imgret: ready, serving {index_dir} at {url} (Ctrl-C to stop)", file=sys.stderr)
+        if open_browser:
+            webbrowser.open(url)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])

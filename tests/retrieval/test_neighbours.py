@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgret.retrieval.neighbours import ExactIndex, SignCodeIndex, neighbour_recall, sign_codes
+from imgret.retrieval.neighbours import (
+    ExactIndex,
+    SignCodeIndex,
+    _oversampled,
+    neighbour_recall,
+    sign_codes,
+)
 
 
 def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
@@ -131,3 +137,28 @@ def test_sign_codes_with_every_vector_a_candidate_are_exact():
     assert index.search(queries, 1000)[1].shape == (7, 300)
     with pytest.raises(ValueError, match="299 sign codes for 300 vectors"):
         SignCodeIndex(vectors, codes=sign_codes(vectors)[1:])
+
+
+@needs_faiss
+@pytest.mark.parametrize("share", ["half", "far half"])
+def test_sign_codes_among_a_broad_filter_rank_only_its_rows_and_fill_k(share):
+    """A broad filter's candidates come from the fast index over every code (kept when in
+    the filter); a filter that leaves out the query's neighbourhood (the far half) falls
+    back to its own codes. Either way: only its rows, k of them, exactly scored."""
+    vectors = clustered(4000, 384, clusters=50, seed=18)
+    queries = vectors[:20] + 0.3 * unit_rows(20, 384, 19)
+    index = SignCodeIndex(vectors, candidates=100)
+    for query in queries:
+        if share == "half":
+            among = np.arange(0, 4000, 2)
+        else:  # the half of the rows least like the query
+            among = np.sort(np.argsort(vectors @ query)[:2000])
+        _, truth = ExactIndex(vectors).search(query, 10, among=among)
+        scores, ids = index.search(query, 10, among=among)
+        assert ids.shape == (1, 10) and np.isin(ids, among).all()
+        np.testing.assert_allclose(scores[0], vectors[ids[0]] @ query, atol=1e-5)
+        oversampled = _oversampled(index.index, sign_codes(query[None]), 100, among, 4000)
+        if share == "half":
+            assert oversampled is not None and neighbour_recall(ids, truth) >= 0.8
+        else:
+            assert oversampled is None
