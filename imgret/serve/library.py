@@ -3,9 +3,11 @@
 Models are loaded once. Vectors are re-read when the store's vectors token changes (a note
 saved here, or an ``imgret index`` run while the server is up): the new vectors go into a
 copy of the searcher that shares its models, swapped in whole, so a request in flight keeps
-the consistent pair of paths and vectors it started with. The text models run one call at
-a time (a Hugging Face tokenizer refuses concurrent use from threads); scans, row reads and
-files run in parallel.
+the consistent pair of paths and vectors it started with. The models and the scans run one
+call at a time on one thread of their own (a Hugging Face tokenizer refuses concurrent use
+from threads, and torch keeps a pool of worker threads per calling thread: requests on the
+web server's many threads each woke a pool of their own, which fought for the cores); row
+reads and files run in parallel.
 
 Each image's file facts (content hash, size, mtime) are held in memory beside the vectors
 and reloaded with them: a page of 40 thumbnails is then 40 lookups and 40 stats, not 40
@@ -20,7 +22,10 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -34,6 +39,8 @@ from imgret.retrieval.query import parse_query
 from imgret.retrieval.searcher import Hit, Searcher
 from imgret.serve.explain import Explanation, PartVectors, explain
 
+_T = TypeVar("_T")
+
 
 class Library:
     """One index served: search, explain, notes and files."""
@@ -44,7 +51,7 @@ class Library:
         self._generation = self._read_generation()
         self._files = self._read_files()
         self._swap = threading.Lock()
-        self.models = threading.Lock()
+        self._models = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgret-models")
         self.part_vectors = PartVectors(self._embed)
 
     @property
@@ -71,15 +78,17 @@ class Library:
                     self._searcher, self._files, self._generation = fresh, files, generation
         return self._searcher
 
+    def on_models(self, work: Callable[..., _T], *args: object) -> _T:
+        """``work(*args)`` on the models' own thread, after the calls before it."""
+        return self._models.submit(work, *args).result()
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         searcher = self._searcher
-        with self.models:
-            return encode(texts, searcher.stages, searcher.config)[2]
+        return self.on_models(lambda: encode(texts, searcher.stages, searcher.config)[2])
 
     def search(self, query: str, k: int) -> list[Hit]:
         searcher = self.searcher()
-        with self.models:
-            return searcher.search(query, k=k)
+        return self.on_models(lambda: searcher.search(query, k=k))
 
     def query_vector(self, query: str) -> np.ndarray | None:
         """The vector of the query's words ranked by meaning, for the explanation; ``None``
@@ -90,14 +99,14 @@ class Library:
         if not text:
             return None
         searcher = self.searcher()
-        with self.models:
-            return searcher.embed_queries([text])[1][0]
+        return self.on_models(lambda: searcher.embed_queries([text])[1][0])
 
     def similar(self, row: ImageRow, k: int) -> list[Hit]:
         """The images closest to ``row``'s stored vector, the image itself left out."""
         if row.vector is None:  # stored rows always have one; a row made in memory may not
             raise MissingFileError(f"{row.path!r} has no vector yet; run `imgret index`")
-        hits = self.searcher().search_vectors(row.vector, k + 1)[0]
+        searcher, vector = self.searcher(), row.vector
+        hits = self.on_models(lambda: searcher.search_vectors(vector, k + 1)[0])
         kept = [hit for hit in hits if hit.relpath != row.path][:k]
         for rank, hit in enumerate(kept, start=1):
             hit.rank = rank
@@ -143,8 +152,7 @@ class Library:
     def set_note(self, key: str, text: str) -> ImageRow:
         """Store the note of an indexed image, re-embed it, and return its updated row."""
         self.row(key)
-        with self.models:
-            set_notes(self.index_dir, {key: text}, self._searcher.config)
+        self.on_models(set_notes, self.index_dir, {key: text}, self._searcher.config)
         self.searcher()
         return self.row(key)
 
