@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import queue
+import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +30,7 @@ from imgret.config import KEYED_APART, STAGES, VISION_STAGES, Config, key_string
 from imgret.encode import TEXT_STAGES, encode
 from imgret.errors import GalleryMismatchError, ImgretIndexError, MissingFileError
 from imgret.images import file_sha256, find_images, printable
-from imgret.index.engines import Engine, InProcessEngine, relpath, row_description
+from imgret.index.engines import Analysed, Engine, InProcessEngine, relpath, row_description
 from imgret.index.search_cache import cache_folder, load_search_vectors, remove_generation
 from imgret.index.store import ImageRow, RowState, Skipped, Store, writer_lock
 from imgret.metadata import look_up_places, metadata_key, places_available, read_metadata
@@ -208,6 +210,10 @@ def build_index(
         if config.describe_place:
             plan.text = sorted({*plan.text, *(p for p in replaced if p not in plan.tagging)})
         busy = plan.vision or plan.tagging or plan.text
+        engine = engine or InProcessEngine()
+        # Started first, on a thread of its own: the engine loads its vision models (Ray
+        # starts its actors) while this thread loads the text models.
+        vision = _ahead(engine.analyse(gallery, list(plan.vision), config)) if plan.vision else None
         stages = load_stages(config, which=TEXT_STAGES) if busy else Stages()
         meta = _meta(store, config, stages)
         with tqdm(
@@ -217,9 +223,9 @@ def build_index(
             disable=not progress,
             dynamic_ncols=True,
         ) as bar:
-            engine = engine or InProcessEngine()
-            if plan.vision:
-                _run_vision(store, engine, gallery, plan, stages, config, meta, report, bar)
+            if vision is not None:
+                with contextlib.closing(vision):
+                    _run_vision(store, vision, gallery, plan, stages, config, meta, report, bar)
             if plan.tagging:
                 _run_tagger(store, engine, gallery, plan, stages, config, meta, report, bar)
             _run_text(store, plan.text, plan.notes, stages, config, meta, bar)
@@ -449,9 +455,52 @@ def _hashes(gallery: Path, paths: Sequence[str], workers: int) -> list[str | Non
         return list(pool.map(digest, paths))
 
 
+def _ahead(batches: Iterator[Analysed]) -> Generator[Analysed, None, None]:
+    """``batches``, each produced on a thread of its own while the one before it is used.
+
+    The engine's work (decoding, the vision models, Ray's actors) then overlaps this
+    thread's: loading the text models at the start, embedding and committing each batch
+    after. One batch waits at most, so memory stays that of two batches. Closing the
+    generator (the build stopped: an error, Ctrl-C) stops the thread at its next batch;
+    an error of the engine is raised here, where the batch would have come.
+    """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        ready.put(("batch", batch), timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            item: tuple[str, Any] = ("done", None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            item = ("error", exc)
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                ready.put(item, timeout=0.1)
+                return
+
+    worker = threading.Thread(target=produce, name="imgret-engine", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
 def _run_vision(
     store: Store,
-    engine: Engine,
+    vision: Iterable[Analysed],
     gallery: Path,
     plan: _Plan,
     stages: Stages,
@@ -462,7 +511,7 @@ def _run_vision(
 ) -> None:
     previous = store.meta().get("stages", {})
     revisions = _revisions(stages)
-    for batch in engine.analyse(gallery, list(plan.vision), config):
+    for batch in vision:
         if batch.revisions.keys() - revisions.keys():
             revisions |= batch.revisions
             meta["stages"] = stage_meta(config, revisions, previous)
