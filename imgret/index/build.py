@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -211,21 +211,27 @@ def build_index(
             plan.text = sorted({*plan.text, *(p for p in replaced if p not in plan.tagging)})
         busy = plan.vision or plan.tagging or plan.text
         engine = engine or InProcessEngine()
-        # Started first, on a thread of its own: the engine loads its vision models (Ray
-        # starts its actors) while this thread loads the text models.
-        vision = _ahead(engine.analyse(gallery, list(plan.vision), config)) if plan.vision else None
-        stages = load_stages(config, which=TEXT_STAGES) if busy else Stages()
-        meta = _meta(store, config, stages)
-        with tqdm(
-            total=len(plan.vision) + len(plan.tagging) + len(plan.text),
-            unit="image",
-            desc="indexing",
-            disable=not progress,
-            dynamic_ncols=True,
-        ) as bar:
+        with contextlib.ExitStack() as running:
+            # Started first, on a thread of its own: the engine loads its vision models (Ray
+            # starts its actors) while this thread loads the text models.
+            vision = (
+                running.enter_context(_Ahead(engine.analyse(gallery, list(plan.vision), config)))
+                if plan.vision
+                else None
+            )
+            stages = load_stages(config, which=TEXT_STAGES) if busy else Stages()
+            meta = _meta(store, config, stages)
+            bar = running.enter_context(
+                tqdm(
+                    total=len(plan.vision) + len(plan.tagging) + len(plan.text),
+                    unit="image",
+                    desc="indexing",
+                    disable=not progress,
+                    dynamic_ncols=True,
+                )
+            )
             if vision is not None:
-                with contextlib.closing(vision):
-                    _run_vision(store, vision, gallery, plan, stages, config, meta, report, bar)
+                _run_vision(store, vision, gallery, plan, stages, config, meta, report, bar)
             if plan.tagging:
                 _run_tagger(store, engine, gallery, plan, stages, config, meta, report, bar)
             _run_text(store, plan.text, plan.notes, stages, config, meta, bar)
@@ -455,47 +461,60 @@ def _hashes(gallery: Path, paths: Sequence[str], workers: int) -> list[str | Non
         return list(pool.map(digest, paths))
 
 
-def _ahead(batches: Iterator[Analysed]) -> Generator[Analysed, None, None]:
-    """``batches``, each produced on a thread of its own while the one before it is used.
+class _Ahead:
+    """An engine's batches, each produced on a thread of its own while the one before it is
+    used: the engine's work (decoding, the vision models, Ray's actors) overlaps this
+    thread's, loading the text models at the start, embedding and committing each batch
+    after. The thread starts at once; at most three batches are held (one made, one
+    waiting, one used). An error of the engine is raised where its batch would have come.
 
-    The engine's work (decoding, the vision models, Ray's actors) then overlaps this
-    thread's: loading the text models at the start, embedding and committing each batch
-    after. One batch waits at most, so memory stays that of two batches. Closing the
-    generator (the build stopped: an error, Ctrl-C) stops the thread at its next batch;
-    an error of the engine is raised here, where the batch would have come.
+    Leaving the ``with`` (the build done, an error, Ctrl-C) stops the thread after the batch
+    it is making, and it closes the engine's iterator (its decode threads, Ray's stream).
     """
-    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
 
-    def produce() -> None:
+    def __init__(self, batches: Iterator[Analysed]) -> None:
+        self._ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, args=(batches,), name="imgret-engine", daemon=True
+        )
+        self._thread.start()
+
+    def _offer(self, item: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._ready.put(item, timeout=0.1)
+                return True
+        return False
+
+    def _produce(self, batches: Iterator[Analysed]) -> None:
+        last: tuple[str, Any] = ("done", None)
         try:
             for batch in batches:
-                while not stop.is_set():
-                    with contextlib.suppress(queue.Full):
-                        ready.put(("batch", batch), timeout=0.1)
-                        break
-                if stop.is_set():
+                if not self._offer(("batch", batch)):
                     return
-            item: tuple[str, Any] = ("done", None)
         except BaseException as exc:  # handed to the consumer, which raises it
-            item = ("error", exc)
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                ready.put(item, timeout=0.1)
-                return
+            last = ("error", exc)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+        self._offer(last)
 
-    worker = threading.Thread(target=produce, name="imgret-engine", daemon=True)
-    worker.start()
-    try:
+    def __iter__(self) -> Iterator[Analysed]:
         while True:
-            kind, value = ready.get()
+            kind, value = self._ready.get()
             if kind == "done":
                 return
             if kind == "error":
                 raise value
             yield value
-    finally:
-        stop.set()
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
 
 
 def _run_vision(

@@ -343,6 +343,11 @@ def vector_problems(matrix: np.ndarray) -> np.ndarray:
     return ~np.isfinite(norms) | (np.abs(norms - 1.0) > NORM_TOLERANCE)
 
 
+def _token() -> str:
+    """A new generation token; tokens sort by the time they were made."""
+    return f"{time.time_ns():016x}{uuid.uuid4().hex[:8]}"
+
+
 def db_path(index_dir: Path | str) -> Path:
     return Path(index_dir) / DB_NAME
 
@@ -737,8 +742,19 @@ class Store:
         Tokens sort by the time they were made (nanoseconds, then random digits)."""
         return self.meta().get("vectors_generation")
 
+    def rows_generation(self) -> str | None:
+        """A token that every write of rows replaces (vectors and paths as above, and also
+        photo metadata and file stats): what a reader holds in memory from the rows' columns
+        (the searcher's filter columns, the web app's file facts) is current while it is
+        unchanged."""
+        return self.meta().get("rows_generation")
+
+    def _rows_changed(self) -> None:
+        self.set_meta(rows_generation=_token())
+
     def _vectors_changed(self) -> None:
-        self.set_meta(vectors_generation=f"{time.time_ns():016x}{uuid.uuid4().hex[:8]}")
+        token = _token()
+        self.set_meta(vectors_generation=token, rows_generation=token)
 
     @property
     def gallery(self) -> Path | None:
@@ -868,20 +884,22 @@ class Store:
         """Store the metadata columns of rows (read from their files); nothing else changes."""
         names = METADATA_COLUMNS
         assignments = ", ".join(f"{name} = :{name}" for name in names)
+        values = [{name: getattr(row, name) for name in ["path", *names]} for row in rows]
+        if not values:
+            return
         with self.transaction():
-            self._db.executemany(
-                f"UPDATE images SET {assignments} WHERE path = :path",
-                [{name: getattr(row, name) for name in ["path", *names]} for row in rows],
-            )
+            self._db.executemany(f"UPDATE images SET {assignments} WHERE path = :path", values)
+            self._rows_changed()
 
     @_explained
     def update_stats(self, stats: Iterable[tuple[str, int, int]]) -> None:
         """Record a new (size, mtime_ns) for files whose bytes did not change (touched)."""
+        values = [(size, mtime_ns, path) for path, size, mtime_ns in stats]
+        if not values:
+            return
         with self.transaction():
-            self._db.executemany(
-                "UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?",
-                [(size, mtime_ns, path) for path, size, mtime_ns in stats],
-            )
+            self._db.executemany("UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", values)
+            self._rows_changed()
 
     @_explained
     def rename(self, moves: Iterable[tuple[str, str, int, int]]) -> None:

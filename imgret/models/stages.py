@@ -1,13 +1,17 @@
 """Build the configured stages once per process.
 
 Loading a model takes seconds to minutes, so each (stage, model, settings) is built once and
-reused by the indexer, the searcher, ``imgret doctor`` and the notebooks alike.
+reused by the indexer, the searcher, ``imgret doctor`` and the notebooks alike. One model
+loads at a time in a process: Hugging Face's loading swaps process-wide state while it runs
+(modules made on the "meta" device), so two threads loading at once (the build's engine
+thread and its driver) broke each other's models.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,13 +37,17 @@ def load_stages(config: Config, which: Iterable[str] = STAGES) -> Stages:
     unknown = wanted - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
-    return Stages(
-        **{
-            name: _load(name, config)
-            for name in STAGES
-            if name in wanted and getattr(config, name) is not None
-        }
-    )
+    with _LOADING:
+        return Stages(
+            **{
+                name: _load(name, config)
+                for name in STAGES
+                if name in wanted and getattr(config, name) is not None
+            }
+        )
+
+
+_LOADING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=16)

@@ -133,7 +133,8 @@ class Searcher:
         self._by_rowid: np.ndarray | None = None
         self._indexed: np.ndarray | None = None
         """Rows of the vectors whose image is in the store (by_rowid's values)."""
-        self._facets: Facets | None = None
+        self._facets: tuple[str | None, Facets] | None = None
+        """The filter columns and the rows token they were read at."""
         if not self.relpaths:
             raise EmptyIndexError(self._empty_message(self.config.embedder, loaded.total))
         unembedded = loaded.total - len(self.relpaths) - len(loaded.damaged)
@@ -311,9 +312,10 @@ class Searcher:
             by_rowid = self._by_rowid
 
             def facets() -> Facets:
-                if self._facets is None:
-                    self._facets = Facets.read(store)
-                return self._facets
+                rows = store.rows_generation()  # metadata and stats change it, not vectors
+                if self._facets is None or self._facets[0] != rows:
+                    self._facets = (rows, Facets.read(store))
+                return self._facets[1]
 
             def rows_of(rowids: np.ndarray) -> np.ndarray:
                 rows = by_rowid[rowids[rowids < len(by_rowid)]]

@@ -23,7 +23,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -36,11 +35,11 @@ from imgret.errors import (
     MissingFileError,
     ModelUnavailableError,
 )
-from imgret.index.store import ImageRow, RowState
+from imgret.index.store import ImageRow
 from imgret.retrieval.searcher import Hit, Searcher, hit_from_row
 from imgret.serve.explain import Explanation
 from imgret.serve.guard import Guard
-from imgret.serve.library import Library
+from imgret.serve.library import IndexedFile, Library
 from imgret.serve.thumbnails import Thumbnails
 
 log = logging.getLogger("imgret.serve")
@@ -184,23 +183,16 @@ def create_app(
         return _file(request, path, media_type, etag)
 
     @app.get("/thumbnails/{key:path}", summary="A small JPEG of an indexed photo")
-    async def thumbnail(key: str, request: Request) -> Response:
-        # On the event loop: a cached thumbnail is a lookup, a stat and a read of a few KB,
-        # cheaper than the hop to a worker thread. Reading the index or making the JPEG
-        # happens on a thread.
-        try:
-            path, state = library.file(key, reload=False)
-        except MissingFileError:
-            path, state = await run_in_threadpool(library.file, key)
-        content = _content_key(path, state)
+    def thumbnail(key: str, request: Request) -> Response:
+        # The bytes themselves, not a FileResponse: a thumbnail is a few KB, and a file
+        # response's own stat, open and reads would each be another hop to a thread.
+        path, facts = library.file(key)
+        content = _content_key(path, facts)
         etag = f'"{content}-{thumbnails.size}"'
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
         if _not_modified(request, etag):
             return Response(status_code=304, headers=headers)
-        target = thumbnails.target(content)
-        if not target.exists():
-            await run_in_threadpool(thumbnails.make, path, target)
-        return Response(target.read_bytes(), media_type="image/jpeg", headers=headers)
+        return Response(thumbnails.read(path, content), media_type="image/jpeg", headers=headers)
 
     @app.get("/", include_in_schema=False)
     def page() -> Response:
@@ -234,7 +226,7 @@ def _json_body(request: Request) -> None:
         raise HTTPException(415, "send the body as JSON (Content-Type: application/json)")
 
 
-def _content_key(path: Path, row: RowState) -> str:
+def _content_key(path: Path, row: IndexedFile | ImageRow) -> str:
     """The indexed content hash while the file is as indexed, else its size and mtime."""
     stat = path.stat()
     if (stat.st_size, stat.st_mtime_ns) == (row.size, row.mtime_ns):

@@ -10,8 +10,8 @@ web server's many threads each woke a pool of their own, which fought for the co
 reads and files run in parallel.
 
 Each image's file facts (content hash, size, mtime) are held in memory beside the vectors
-and reloaded with them: a page of 40 thumbnails is then 40 lookups and 40 stats, not 40
-SQLite connections.
+and reloaded when any row changed (the store's rows token, read by every API request): a
+page of 40 thumbnails is then 40 lookups and 40 stats, not 40 SQLite connections.
 
 Files are served only as indexed images: a URL names an index key, the key must be in the
 store, and the file it leads to must resolve inside the gallery (a symlink out of it is
@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -34,12 +34,22 @@ from imgret.encode import encode
 from imgret.errors import MissingFileError
 from imgret.index.info import IndexInfo, index_info
 from imgret.index.notes import set_notes
-from imgret.index.store import ImageRow, RowState, Store
+from imgret.index.store import ImageRow, Store
 from imgret.retrieval.query import parse_query
 from imgret.retrieval.searcher import Hit, Searcher
 from imgret.serve.explain import Explanation, PartVectors, explain
 
 _T = TypeVar("_T")
+
+
+class IndexedFile(NamedTuple):
+    """What the web app keeps in memory of each image: its key and the facts that name its
+    content (a thumbnail's file name, an ETag)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
 
 
 class Library:
@@ -58,22 +68,27 @@ class Library:
     def gallery(self) -> Path:
         return self._searcher.gallery
 
-    def _read_generation(self) -> str | None:
+    def _read_generation(self) -> tuple[str | None, str | None]:
+        """The store's vectors token and rows token (which metadata and stats change too)."""
         with Store.open(self.index_dir, readonly=True) as store:
-            return store.vectors_generation()
+            return store.vectors_generation(), store.rows_generation()
 
-    def _read_files(self) -> dict[str, RowState]:
+    def _read_files(self) -> dict[str, IndexedFile]:
         with Store.open(self.index_dir, readonly=True) as store:
-            return store.states()
+            rows = store.select("SELECT path, size, mtime_ns, sha256 FROM images")
+        return {row[0]: IndexedFile(*row) for row in rows}
 
     def searcher(self) -> Searcher:
-        """The searcher over the index's current vectors, reloaded if they changed."""
+        """The searcher over the index's current vectors, reloaded if they changed; the
+        files' facts are reloaded when any row changed."""
         generation = self._read_generation()
         if generation != self._generation:
             with self._swap:
                 if generation != self._generation:
-                    fresh = copy.copy(self._searcher)
-                    fresh.reload()
+                    fresh = self._searcher
+                    if generation[0] != self._generation[0]:
+                        fresh = copy.copy(self._searcher)
+                        fresh.reload()
                     files = self._read_files()
                     self._searcher, self._files, self._generation = fresh, files, generation
         return self._searcher
@@ -132,22 +147,21 @@ class Library:
         ]
         return explain(fields, query_vector, self.part_vectors, query)
 
-    def file(self, key: str, *, reload: bool = True) -> tuple[Path, RowState]:
+    def file(self, key: str) -> tuple[Path, IndexedFile]:
         """The file of the indexed image ``key``, resolved and checked to lie in the gallery,
-        with its indexed facts. A key not known in memory re-reads the index if its vectors
-        changed (an image added by a build since), unless ``reload`` is false: then a caller
-        on the event loop can do that reading on a thread instead."""
-        state = self._files.get(key)
-        if state is None and reload:
+        with its indexed facts. A key not known in memory re-reads the index if it changed
+        (an image added by a build since the last request)."""
+        facts = self._files.get(key)
+        if facts is None:
             self.searcher()
-            state = self._files.get(key)
-        if state is None:
+            facts = self._files.get(key)
+        if facts is None:
             raise MissingFileError(f"{key!r} is not an image in this index")
         gallery = self.gallery.resolve()
-        path = (gallery / state.path).resolve()
+        path = (gallery / facts.path).resolve()
         if not path.is_relative_to(gallery) or not path.is_file():
             raise MissingFileError(f"{key!r} is not a file inside the gallery")
-        return path, state
+        return path, facts
 
     def set_note(self, key: str, text: str) -> ImageRow:
         """Store the note of an indexed image, re-embed it, and return its updated row."""

@@ -32,9 +32,16 @@ def listen(host: str, port: int) -> socket.socket:
     server says it is ready a client's connection waits in the backlog, never refused.
     """
     address = host.strip("[]")
+    # As uvicorn binds: IPv6 for an address with a colon, else IPv4 ("localhost" is then
+    # 127.0.0.1 even where the system lists ::1 first); "::" takes IPv4 too where it can.
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
-        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((address, port), family=family)
+        socket.getaddrinfo(address, port, family, socket.SOCK_STREAM)
+        return socket.create_server(
+            (address, port),
+            family=family,
+            dualstack_ipv6=address == "::" and socket.has_dualstack_ipv6(),
+        )
     except socket.gaierror as exc:
         raise BadInputError(f"cannot serve on {host!r}: not an address of this machine") from exc
     except OSError as exc:

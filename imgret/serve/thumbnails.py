@@ -50,18 +50,24 @@ class Thumbnails:
         self.folder = cache_root(index_dir)
         self.size = size
 
-    def target(self, key: str) -> Path:
-        """Where the thumbnail of the content ``key`` names lies once made."""
-        return self.folder / f"{key}-{self.size}.jpg"
-
     def path(self, source: Path, key: str) -> Path:
         """The thumbnail of ``source`` (whose content ``key`` names), made if not there yet."""
-        target = self.target(key)
+        target = self.folder / f"{key}-{self.size}.jpg"
         if not target.exists():
-            self.make(source, target)
+            self._make(source, target)
         return target
 
-    def make(self, source: Path, target: Path) -> None:
+    def read(self, source: Path, key: str) -> bytes:
+        """The thumbnail's bytes; made again if it went from the cache meanwhile (a person
+        clearing the folder while the server runs)."""
+        try:
+            return self.path(source, key).read_bytes()
+        except FileNotFoundError:
+            target = self.folder / f"{key}-{self.size}.jpg"
+            self._make(source, target)
+            return target.read_bytes()
+
+    def _make(self, source: Path, target: Path) -> None:
         """Write the thumbnail of ``source`` to ``target``, whole or not at all."""
         try:
             with pillow_open(source) as image:

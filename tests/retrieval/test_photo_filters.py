@@ -177,3 +177,21 @@ def test_an_index_gains_photo_metadata_from_the_files_alone(tmp_path, index, mon
         assert (row.vector == before[path].vector).all()
     again = build_index(gallery, tmp_path / "index", progress=False)  # type: ignore[arg-type]
     assert (again.metadata, again.unchanged) == (0, 5)
+
+
+def test_a_searcher_sees_metadata_written_after_it_loaded(tmp_path, index):
+    """Dates and cameras are held in memory; a metadata-only write (no vector changes) is
+    seen by the next search all the same."""
+    import dataclasses
+    import shutil
+
+    copy = Path(shutil.copytree(index, tmp_path / "index"))
+    searcher = Searcher(copy)
+    assert found(searcher, "a photo camera:canon") == ["trips/paris.jpg"]
+    with Store.open(copy) as store:
+        (row,) = store.rows(["plain.jpg"])
+        generation = store.vectors_generation()
+        store.update_metadata([dataclasses.replace(row, camera_make="Canon", taken="2031-01-01")])
+        assert store.vectors_generation() == generation  # the vectors are as they were
+    assert set(found(searcher, "a photo camera:canon")) == {"trips/paris.jpg", "plain.jpg"}
+    assert found(searcher, "a photo after:2030") == ["plain.jpg"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from imgret.errors import BadInputError
@@ -45,3 +47,8 @@ def test_ipv6_loopback_in_brackets_binds():
         pytest.skip("no IPv6 loopback on this machine")
     with bound:
         assert bound.getsockname()[0] == "::1"
+
+
+def test_localhost_binds_ipv4_as_uvicorn_did():
+    with listen("localhost", 0) as bound:
+        assert bound.family == socket.AF_INET and bound.getsockname()[0] == "127.0.0.1"
