@@ -715,17 +715,26 @@ class Store:
 
     @_explained
     def meta(self) -> dict[str, Any]:
-        values = {}
-        for key, value in self._db.execute("SELECT key, value FROM meta"):
-            try:
-                values[key] = json.loads(value)
-            except (TypeError, json.JSONDecodeError) as exc:
-                raise IndexDamagedError(
-                    f"{db_path(self.index_dir)} is damaged: its meta entry {key!r} is not "
-                    f"JSON ({exc}); run `imgret index GALLERY --index {self.index_dir}` with "
-                    "the options it was built with to write it anew"
-                ) from None
-        return values
+        return {
+            key: self._decoded(key, value)
+            for key, value in self._db.execute("SELECT key, value FROM meta")
+        }
+
+    def _meta_value(self, key: str) -> Any:
+        """One meta entry (None when absent): a search reads its tokens on every request,
+        without decoding the stored configuration each time."""
+        found = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if found is None else self._decoded(key, found[0])
+
+    def _decoded(self, key: str, value: Any) -> Any:
+        try:
+            return json.loads(value)
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise IndexDamagedError(
+                f"{db_path(self.index_dir)} is damaged: its meta entry {key!r} is not "
+                f"JSON ({exc}); run `imgret index GALLERY --index {self.index_dir}` with "
+                "the options it was built with to write it anew"
+            ) from None
 
     @_explained
     def set_meta(self, **values: Any) -> None:
@@ -740,14 +749,14 @@ class Store:
         """A token that every write of vectors or paths replaces, in the same transaction:
         files derived from the vectors (the search cache) are current while it is unchanged.
         Tokens sort by the time they were made (nanoseconds, then random digits)."""
-        return self.meta().get("vectors_generation")
+        return self._meta_value("vectors_generation")
 
     def rows_generation(self) -> str | None:
         """A token that every write of rows replaces (vectors and paths as above, and also
         photo metadata and file stats): what a reader holds in memory from the rows' columns
         (the searcher's filter columns, the web app's file facts) is current while it is
         unchanged."""
-        return self.meta().get("rows_generation")
+        return self._meta_value("rows_generation")
 
     def _rows_changed(self) -> None:
         self.set_meta(rows_generation=_token())
