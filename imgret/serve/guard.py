@@ -1,8 +1,8 @@
 """The token check and the security headers every response carries, as plain ASGI.
 
 Written as an ASGI wrapper rather than Starlette's ``@app.middleware("http")`` because that
-one runs every request through an extra task and a memory stream: a page of 40 thumbnails
-paid ~1 ms per image for it, more than serving the image itself.
+one runs every request through an extra task and a memory stream, which cost more than
+serving a thumbnail already made (bench/RESULTS.md, 13:06).
 """
 
 from __future__ import annotations
