@@ -37,18 +37,27 @@ def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
         socket.getaddrinfo(address, port, family, socket.SOCK_STREAM)
-        return socket.create_server(
-            (address, port),
-            family=family,
-            dualstack_ipv6=address == "::" and socket.has_dualstack_ipv6(),
-        )
+        # The protocol named, not left 0 as socket.create_server leaves it: asyncio turns
+        # Nagle's algorithm off only on sockets that say they are TCP, and with it on every
+        # response waited ~40 ms for the client's delayed ACK (bench/RESULTS.md, 13:25).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise BadInputError(f"cannot serve on {host!r}: not an address of this machine") from exc
+    except OSError as exc:  # IPv6 switched off on this machine, say
+        raise BadInputError(f"cannot serve on {host}:{port} ({exc.strerror or exc})") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # "::" takes IPv4 too; another IPv6 address only IPv6
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(address != "::"))
+        sock.bind((address, port))
+        sock.listen()
     except OSError as exc:
+        sock.close()
         raise BadInputError(
             f"cannot serve on {host}:{port} ({exc.strerror or exc}); "
             "another server may hold the port: pass --port with another one"
         ) from exc
+    return sock
 
 
 def serve(
