@@ -292,7 +292,8 @@ class Searcher:
 
         Each constraint's rowids come on their own, from SQLite or the filter columns held
         in memory, and are combined here as masks; rowids map to rows of the vectors by one
-        array. Both are read again when the index changed since (its vectors token).
+        array. The map is made again when the vectors token changed, the columns are read
+        again when the rows token did (a metadata-only write changes only that one).
         """
         with Store.open(self.index_dir, readonly=True) as store, store.snapshot():
             if not (store.has_table(TEXT_TABLE) and store.has_table(COUNTS_TABLE)):
