@@ -428,12 +428,13 @@ class Result:
     example: str
 
 
-class Bench:
-    """One split's queries and detections, and the vectors of every text seen so far."""
+class Queries:
+    """One split's caption queries (each image's human captions), the image each is of, and
+    the vectors of every text seen so far: a description that several variants compose alike
+    is embedded once. The composition and tagger studies rank their variants against it."""
 
-    def __init__(self, dataset: CaptionedDataset, found: dict[str, Found], embedder) -> None:
+    def __init__(self, dataset: CaptionedDataset, embedder) -> None:
         self.names = [image.path.name for image in dataset.images]
-        self.found = [found[name] for name in self.names]
         self.targets = np.array(
             [i for i, image in enumerate(dataset.images) for _ in image.captions]
         )
@@ -447,6 +448,14 @@ class Bench:
             encoded = self.embedder.embed([("", text) for text in missing])
             self._vectors.update(zip(missing, encoded, strict=True))
         return np.stack([self._vectors[t] for t in texts])
+
+
+class Bench(Queries):
+    """The queries and each image's detections."""
+
+    def __init__(self, dataset: CaptionedDataset, found: dict[str, Found], embedder) -> None:
+        super().__init__(dataset, embedder)
+        self.found = [found[name] for name in self.names]
 
     def run(self, variant: Variant) -> Result:
         descriptions = [

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch  # noqa: F401  (before the model libraries, as everywhere in imgret)
 from common import busy_note, machine
-from composition import log_rank_gain
+from composition import Queries, log_rank_gain
 
 from imgret import describe
 from imgret.config import Config, apply_profile
@@ -180,25 +180,12 @@ class Result:
     example: str
 
 
-class Bench:
-    """One split's queries and stored rows, and the vectors of every text seen so far."""
+class Bench(Queries):
+    """The queries and each image's stored row."""
 
     def __init__(self, dataset, rows: dict[str, Any], embedder) -> None:
-        self.names = [image.path.name for image in dataset.images]
+        super().__init__(dataset, embedder)
         self.rows = [rows[name] for name in self.names]
-        self.targets = np.array(
-            [i for i, image in enumerate(dataset.images) for _ in image.captions]
-        )
-        self.queries = [caption for image in dataset.images for caption in image.captions]
-        self.embedder = embedder
-        self._vectors: dict[str, np.ndarray] = {}
-
-    def vectors(self, texts: Sequence[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        if missing:
-            encoded = self.embedder.embed([("", text) for text in missing])
-            self._vectors.update(zip(missing, encoded, strict=True))
-        return np.stack([self._vectors[t] for t in texts])
 
     def run(self, variant: Variant) -> Result:
         descriptions = [variant.compose(row) for row in self.rows]
