@@ -7,10 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +21,7 @@ from imgret.config import Config, key_string
 from imgret.errors import GalleryMismatchError, IndexBusyError, ModelUnavailableError
 from imgret.index.build import build_index
 from imgret.index.store import DB_NAME, Store, writer_lock
-from tests.support.shared_data import REPO
+from tests.support.killed_build import committed_rows, kill_mid_build
 
 
 def _states(index: Path) -> dict:
@@ -121,65 +118,26 @@ def test_text_settings_change_reembeds_without_vision(tiny_models, small_gallery
         build_index(small_gallery, index, new_prompt, progress=False)
 
 
-_CHILD = """
-import json, sys, time
-import torch
+_BUILD = """
+import json
 from imgret.config import Config
 from imgret.index.build import build_index
-from imgret.index.store import Store
 
-upsert = Store.upsert
-
-
-def slow_upsert(self, rows):
-    upsert(self, rows)
-    time.sleep(0.4)  # leaves time to kill the process between committed batches
-
-
-Store.upsert = slow_upsert
 build_index(sys.argv[1], sys.argv[2], Config.from_dict(json.loads(sys.argv[3])), progress=False)
 """
-
-
-def _count(index: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{index / DB_NAME}?mode=ro", uri=True) as connection:
-            return connection.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def test_resume_after_kill_9(text_only, small_gallery, tmp_path):
     index = tmp_path / "index"
     config = dataclasses.replace(text_only, batch_size=1)
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _CHILD,
-            str(small_gallery),
-            str(index),
-            json.dumps(config.to_dict()),
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while _count(index) < 2 and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert child.poll() is None, "the build ended before it could be killed"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
+    kill_mid_build(_BUILD, [str(small_gallery), str(index), json.dumps(config.to_dict())], index)
     with Store.open(index) as store:
         kept = set(store.states())
         assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert 2 <= len(kept) < 6
     report = build_index(small_gallery, index, config, progress=False, wait=0)
     assert (report.new, report.unchanged) == (6 - len(kept), len(kept))
-    assert _count(index) == 6
+    assert committed_rows(index) == 6
 
 
 def _add_bad_files(gallery: Path) -> dict[str, str]:

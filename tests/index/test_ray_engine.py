@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +23,7 @@ from imgret.errors import MissingPackageError
 from imgret.index import engines
 from imgret.index.build import build_index
 from imgret.index.store import Store
+from tests.support.killed_build import committed_rows, kill_mid_build
 from tests.support.ray_faults import make_poison, poisoned
 from tests.support.shared_data import REPO
 
@@ -138,7 +137,7 @@ def test_an_actor_killed_mid_run_still_finishes_every_image(
     def kill_once_working() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            if _count(index) >= 1:
+            if committed_rows(index) >= 1:
                 for actor in _stage_actors():
                     actor.send_signal(signal.SIGKILL)
                     killed.append(actor.pid)
@@ -164,32 +163,9 @@ def _captioner_only(tiny_models) -> Config:
     )
 
 
-def _count(index: Path) -> int:
-    import sqlite3
-
-    try:
-        with sqlite3.connect(f"file:{index / 'index.sqlite3'}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
-_CHILD = """
-import sys, time
-import torch
+_CLI = """
 from imgret.cli import main
-from imgret.config import Config
-from imgret.index.store import Store
 
-upsert = Store.upsert
-
-
-def slow_upsert(self, rows):
-    upsert(self, rows)
-    time.sleep(0.5)  # leaves time to kill the driver between committed batches
-
-
-Store.upsert = slow_upsert
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -202,20 +178,7 @@ def test_resume_after_the_driver_is_killed(ray_session, tiny_models, small_galle
     args += ["--captioner", "none", "--detector", "none", "--topics", "none"]
     args += ["--embedder", str(tiny_models["embedder"]), "--device", "cpu"]
     address = ray.get_runtime_context().gcs_address
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, *args, "--ray", address],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while _count(index) < 2 and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert child.poll() is None, "the build ended before it could be killed"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
+    kill_mid_build(_CLI, [*args, "--ray", address], index, timeout=180)
     kept = len(_rows(index))
     assert 2 <= kept < 6
     with Store.open(index) as store:
