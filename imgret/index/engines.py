@@ -143,6 +143,8 @@ def vision_row(facts: FileFacts, outputs: Mapping[str, Any], keys: Mapping[str, 
     } | dict(keys)
     if "counts" in values:
         values["counts"] = dict(values["counts"])
+    if "tags" in values:  # (label, probability) pairs, however they travelled (JSON from Ray)
+        values["tags"] = [(label, probability) for label, probability in values["tags"]]
     return ImageRow(
         path=facts.path,
         size=facts.size,

@@ -18,8 +18,8 @@ times. A batch that fails for good is left out, its files reported and retried b
 
 from __future__ import annotations
 
+import json
 import logging
-import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,12 +200,14 @@ class _StageActor:
             )
             for i in todo
         ]
-        answers: list[bytes] = [b""] * n
+        answers: list[str] = [""] * n
         failures = [str(f) for f in batch["failure"]]
         seen = see_each(self.stage, self.model, images)
         for i, (answer, failure) in zip(todo, seen, strict=True):
             if failure is None:
-                answers[i] = pickle.dumps(answer)
+                # Plain data (text, counts, tags) as JSON: nothing the driver reads back
+                # can run code, whoever wrote the bytes.
+                answers[i] = json.dumps(answer)
             else:
                 failures[i] = failure
         batch[f"out_{self.stage}"] = np.array(answers, dtype=object)
@@ -239,6 +241,6 @@ def _analysed(
                 int(batch["width"][i]),
                 int(batch["height"][i]),
             )
-            outputs = {s: pickle.loads(batch[f"out_{s}"][i]) for s in stages}
+            outputs = {s: json.loads(batch[f"out_{s}"][i]) for s in stages}
             result.rows.append(vision_row(facts, outputs, keys))
     return result
